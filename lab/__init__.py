@@ -1,0 +1,1 @@
+"""sanlab lab orchestrator."""
