@@ -34,7 +34,7 @@ test: setup lint typecheck
 	$(BIN)/pytest -q
 
 demo: setup
-	$(BIN)/python -m target.demo
+	$(BIN)/python -m lab.quickstart
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
