@@ -23,6 +23,8 @@ class Backstore(abc.ABC):
     can_unmap: bool = False
     #: True when writes are cached and need flush() to be durable (WCE)
     write_back: bool = False
+    #: True when the medium was opened read-only (writes raise BackstoreError; the LU reports write protect)
+    read_only: bool = False
 
     @abc.abstractmethod
     async def read(self, offset: int, length: int) -> bytes | bytearray | memoryview: ...

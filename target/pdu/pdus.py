@@ -437,7 +437,14 @@ class Reject:
 
 
 InitiatorPdu = (
-    NopOut | ScsiCommand | TaskMgmtRequest | LoginRequest | TextRequest | DataOut | LogoutRequest | SnackRequest
+    NopOut
+    | ScsiCommand
+    | TaskMgmtRequest
+    | LoginRequest
+    | TextRequest
+    | DataOut
+    | LogoutRequest
+    | SnackRequest
 )
 TargetPdu = (
     NopIn

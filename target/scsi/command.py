@@ -88,3 +88,6 @@ class ScsiResult:
     # residuals are computed by the transport from data_in length vs expected lengths, except when
     # the command itself transferred less data-out than sent (then the handler sets it)
     out_residual: int = 0
+    # Data-Out the command's transfer length asked for beyond the EDTL (a write overflow, RFC 7143 11.4.5.1
+    # O bit); set by the handler because only it knows the SCSI transfer length. 0 = none.
+    out_overflow: int = 0

@@ -1,0 +1,77 @@
+"""Reservation state of a logical unit and the reservation conflict gate.
+
+SPC-2 RESERVE/RELEASE (SPC-2 5.5.1, 7.21, 7.24) keep one holder I_T nexus. Persistent reservations (SPC-4 5.13)
+plug in through the `PersistentReservations` protocol: when a PR object is attached and holds a reservation,
+the gate asks it (type, holder?, registered?) and derives the verdict from the command's `PrClass`
+(SPC-4 5.13.1 table 62). An SPC-2 reservation and a persistent reservation never coexist: RESERVE while a
+persistent reservation exists is a conflict (SPC-4 5.13.3, compatible reservation handling).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from target.scsi.command import Nexus, ScsiStatus
+from target.scsi.gates import PrType
+from target.scsi.sense import StatusError
+
+if TYPE_CHECKING:
+    from target.scsi.opcodes import CommandSpec
+
+
+class PersistentReservations(Protocol):
+    """What the reservation gate needs from the persistent-reservations work."""
+
+    def reservation_type(self) -> PrType | None:
+        """The type of the persistent reservation, or None when none is held."""
+        ...
+
+    def is_holder(self, nexus: Nexus) -> bool: ...
+
+    def is_registered(self, nexus: Nexus) -> bool: ...
+
+
+class Reservations:
+    def __init__(self) -> None:
+        #: the I_T nexus holding an SPC-2 reservation, if any
+        self.spc2_holder: Nexus | None = None
+        #: the persistent reservation state (target.scsi.pr), when that work is wired in
+        self.pr: PersistentReservations | None = None
+
+    # --- SPC-2 ----------------------------------------------------------------------------------------------
+
+    def reserve(self, nexus: Nexus) -> None:
+        """RESERVE(6)/(10): idempotent for the holder; a conflict for anyone else (SPC-2 7.21)."""
+        if self.pr is not None and self.pr.reservation_type() is not None:
+            raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
+        if self.spc2_holder is not None and self.spc2_holder != nexus:
+            raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
+        self.spc2_holder = nexus
+
+    def release(self, nexus: Nexus) -> None:
+        """RELEASE(6)/(10): releases only the holder's reservation; from anyone else it is a no-op with GOOD
+        status (SPC-2 7.24)."""
+        if self.spc2_holder == nexus:
+            self.spc2_holder = None
+
+    def clear_spc2(self) -> None:
+        """LOGICAL UNIT RESET, TARGET RESET, power on: SPC-2 reservations are released (SPC-2 5.5.1)."""
+        self.spc2_holder = None
+
+    def nexus_lost(self, nexus: Nexus) -> None:
+        if self.spc2_holder == nexus:
+            self.spc2_holder = None
+
+    # --- the gate -------------------------------------------------------------------------------------------
+
+    def check(self, spec: CommandSpec, nexus: Nexus) -> None:
+        """Raise RESERVATION CONFLICT when `spec` may not run on `nexus` now."""
+        holder = self.spc2_holder
+        if holder is not None and holder != nexus and not spec.spc2_allowed:
+            raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
+        if self.pr is not None:
+            pr_type = self.pr.reservation_type()
+            if pr_type is not None and not spec.pr_class.allowed(
+                pr_type, holder=self.pr.is_holder(nexus), registered=self.pr.is_registered(nexus)
+            ):
+                raise StatusError(ScsiStatus.RESERVATION_CONFLICT)

@@ -1,0 +1,179 @@
+"""The task set of one logical unit: task attribute ordering and aborts (SAM-5 8.5 - 8.9, 7.x TMFs).
+
+Theory of operation. Every command runs inside `TaskSet.run()`: it is admitted (TASK SET FULL beyond the bound,
+OVERLAPPED COMMANDS ATTEMPTED for a tag already in use on the nexus), waits in the dormant state until the
+ordering rules enable it, runs, and leaves. With the unrestricted queue algorithm (SAM-5 8.6):
+
+    HEAD OF QUEUE  enabled at once
+    ORDERED        enabled when every older task has completed and no HEAD OF QUEUE task is pending
+    SIMPLE         enabled when no older ORDERED task and no HEAD OF QUEUE task is pending
+    (UNTAGGED is treated as SIMPLE; ACA is refused by the device since ACA is not supported)
+
+Aborting a task (SAM-5 5.6): a dormant task is woken and never runs; an enabled task is allowed to finish its
+I/O (like LIO, a backstore operation is not torn in half) and its result is thrown away. The TMF returns only
+after every affected task has left the set. What the aborted `run()` does then:
+- tasks of the nexus that issued the TMF (or of a lost nexus): raise `TaskAborted` -> the transport sends nothing;
+- tasks of other nexuses with TAS=1 (control mode page): return TASK ABORTED status;
+- tasks of other nexuses with TAS=0: raise `TaskAborted`; the device establishes COMMANDS CLEARED BY ANOTHER
+  INITIATOR for those nexuses (or the reset's own unit attention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from target.scsi.command import Nexus, ScsiResult, ScsiStatus, TaskAttr
+from target.scsi.sense import Asc, CheckCondition, SenseKey, StatusError
+
+DEFAULT_MAX_TASKS = 512
+
+
+class TaskAborted(Exception):
+    """The task was aborted and must get no response (raised out of `Dispatcher.execute`)."""
+
+
+class TmfResult(enum.IntEnum):
+    """Task management outcome; values are the iSCSI TMF response codes (RFC 7143 11.6.1)."""
+
+    FUNCTION_COMPLETE = 0
+    TASK_DOES_NOT_EXIST = 1
+    LUN_DOES_NOT_EXIST = 2
+    NOT_SUPPORTED = 5
+    FUNCTION_REJECTED = 255
+
+
+class TaskState(enum.Enum):
+    DORMANT = "dormant"
+    ENABLED = "enabled"
+    DONE = "done"
+
+
+@dataclass(eq=False)
+class Task:
+    nexus: Nexus
+    tag: int
+    attr: TaskAttr
+    seq: int
+    state: TaskState = TaskState.DORMANT
+    aborted: bool = False
+    #: complete with TASK ABORTED status instead of silence (other nexus, TAS=1)
+    report_aborted: bool = False
+    enabled: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TaskSet:
+    def __init__(self, max_tasks: int = DEFAULT_MAX_TASKS) -> None:
+        self.max_tasks = max_tasks
+        self._tasks: list[Task] = []  # incomplete tasks in arrival order
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    def find(self, nexus: Nexus, tag: int) -> Task | None:
+        for t in self._tasks:
+            if t.nexus == nexus and t.tag == tag:
+                return t
+        return None
+
+    # --- running ------------------------------------------------------------------------------------------
+
+    async def run(
+        self, nexus: Nexus, tag: int, attr: TaskAttr, work: Callable[[], Awaitable[ScsiResult]]
+    ) -> ScsiResult:
+        task = self.admit(nexus, tag, attr)
+        try:
+            if task.state is TaskState.DORMANT:
+                await task.enabled.wait()
+            if task.aborted:
+                return self._aborted_outcome(task)
+            result = await work()
+            if task.aborted:
+                return self._aborted_outcome(task)
+            return result
+        finally:
+            self._complete(task)
+
+    def admit(self, nexus: Nexus, tag: int, attr: TaskAttr) -> Task:
+        if self.find(nexus, tag) is not None:
+            # SAM-5 5.8.3: a tag already in use on this nexus
+            raise CheckCondition(SenseKey.ABORTED_COMMAND, Asc.OVERLAPPED_COMMANDS_ATTEMPTED)
+        if len(self._tasks) >= self.max_tasks:
+            raise StatusError(ScsiStatus.TASK_SET_FULL)
+        task = Task(nexus=nexus, tag=tag, attr=attr, seq=next(self._seq))
+        self._tasks.append(task)
+        self._schedule()
+        return task
+
+    def _complete(self, task: Task) -> None:
+        task.state = TaskState.DONE
+        if task in self._tasks:
+            self._tasks.remove(task)
+        task.finished.set()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Enable every dormant task the ordering rules allow (see the module docstring)."""
+        hoq_pending = any(t.attr is TaskAttr.HEAD_OF_QUEUE for t in self._tasks)
+        older_incomplete = False
+        older_ordered = False
+        for t in self._tasks:
+            if t.state is TaskState.DORMANT:
+                if t.attr is TaskAttr.HEAD_OF_QUEUE:
+                    ok = True
+                elif t.attr is TaskAttr.ORDERED:
+                    ok = not older_incomplete and not hoq_pending
+                else:
+                    ok = not older_ordered and not hoq_pending
+                if ok or t.aborted:
+                    t.state = TaskState.ENABLED
+                    t.enabled.set()
+            if t.attr is TaskAttr.ORDERED:
+                older_ordered = True
+            older_incomplete = True
+
+    @staticmethod
+    def _aborted_outcome(task: Task) -> ScsiResult:
+        if task.report_aborted:
+            return ScsiResult(status=ScsiStatus.TASK_ABORTED)
+        raise TaskAborted(f"task {task.tag:#x} of {task.nexus.initiator_port} aborted")
+
+    # --- aborting -----------------------------------------------------------------------------------------
+
+    async def abort(self, pred: Callable[[Task], bool], *, issuer: Nexus | None, tas: bool) -> list[Task]:
+        """Abort every task matching `pred`; tasks of nexuses other than `issuer` report TASK ABORTED when `tas`.
+        Waits until they have all left the set; returns them."""
+        victims = [t for t in self._tasks if pred(t) and not t.aborted]
+        for t in victims:
+            t.aborted = True
+            t.report_aborted = tas and issuer is not None and t.nexus != issuer
+            if t.state is TaskState.DORMANT:
+                t.state = TaskState.ENABLED
+                t.enabled.set()
+        for t in victims:
+            await t.finished.wait()
+        return victims
+
+    async def abort_task(self, nexus: Nexus, tag: int) -> TmfResult:
+        """ABORT TASK (SAM-5 7.2)."""
+        task = self.find(nexus, tag)
+        if task is None:
+            return TmfResult.TASK_DOES_NOT_EXIST
+        await self.abort(lambda t: t is task, issuer=nexus, tas=False)
+        return TmfResult.FUNCTION_COMPLETE
+
+    async def abort_task_set(self, nexus: Nexus) -> list[Task]:
+        """ABORT TASK SET (SAM-5 7.3): every task of this I_T nexus, silently."""
+        return await self.abort(lambda t: t.nexus == nexus, issuer=nexus, tas=False)
+
+    async def abort_all(self, issuer: Nexus | None, *, tas: bool, exclude: Task | None = None) -> list[Task]:
+        """CLEAR TASK SET / LOGICAL UNIT RESET (SAM-5 7.4, 7.10): every task of every nexus."""
+        return await self.abort(lambda t: t is not exclude, issuer=issuer, tas=tas)

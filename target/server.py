@@ -1,0 +1,462 @@
+"""The asyncio edge of the target: listeners, one task per connection, timers, graceful shutdown.
+
+This is the only module that touches sockets and the event loop. Per connection:
+
+    login phase   bytes -> PduReader -> LoginRequest -> LoginMachine -> Login Responses   (login_timeout bound)
+    attach        LoginResult -> Session (new / reinstated / joined) + Connection (sans-I/O)
+    full feature  bytes -> PduReader -> Connection.receive_raw -> events:
+                    SendPdu           -> codec.encode_pdu segments -> transport.writelines (vectored)
+                    ExecuteCommand    -> task: Dispatcher.execute -> Connection.command_complete/aborted
+                    RunTaskManagement -> task: tmf.perform -> Connection.tmf_complete
+                    ParamsChanged     -> PduReader limit update
+                    CloseConnection   -> flush, close the socket
+
+A once-a-second ticker drives the NOP-In keepalive of every connection. On SIGINT/SIGTERM (`run`) or when
+`stop` is set (`serve`), listeners close, every session gets an Async Message asking for logout, and after a
+short grace period the remaining connections are closed. An exception in one connection is logged and ends
+only that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import socket
+from collections.abc import Awaitable
+from typing import Any
+
+from target.config.model import Config
+from target.iscsi import tmf
+from target.iscsi.connection import (
+    CloseConnection,
+    Connection,
+    ConnectionSettings,
+    ExecuteCommand,
+    ParamsChanged,
+    RunTaskManagement,
+    SendPdu,
+)
+from target.iscsi.discovery import send_targets
+from target.iscsi.login import LoginKind, LoginMachine, LoginResult
+from target.iscsi.negotiation import TextNegotiator, target_settings
+from target.iscsi.session import Session
+from target.iscsi.task import limits_from_params
+from target.pdu import codec
+from target.pdu.framing import FramingError, PduReader
+from target.pdu.pdus import Opcode
+from target.runtime import Runtime, build_runtime
+from target.scsi.command import ScsiResult, ScsiStatus
+
+log = logging.getLogger("target.server")
+
+LOGIN_SEGMENT = 8192  # data segment bound during login (RFC 7143 13.12)
+READ_CHUNK = 256 * 1024
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+# sense for an unexpected internal failure: HARDWARE ERROR / INTERNAL TARGET FAILURE (44h/00h)
+_INTERNAL_FAILURE = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0x00, 0, 0, 0, 0])
+
+try:  # the TaskAborted exception of the SCSI layer (a task that must get no response)
+    from target.scsi.task_set import TaskAborted
+except ImportError:  # pragma: no cover - during parallel development
+
+    class TaskAborted(Exception):  # type: ignore[no-redef]
+        pass
+
+
+def _maybe_await(value: Any) -> None:
+    """Call-and-forget for hooks that may be sync or async (nexus_created / nexus_gone)."""
+    if inspect.isawaitable(value):
+        task = asyncio.ensure_future(value)
+        task.add_done_callback(_log_task_error)
+
+
+def _log_task_error(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())
+
+
+class _Link:
+    """Edge state of one connection in the full feature phase."""
+
+    def __init__(self, conn: Connection, writer: asyncio.StreamWriter, framer: PduReader) -> None:
+        self.conn = conn
+        self.writer = writer
+        self.framer = framer
+        self.header_digest = False
+        self.data_digest = False
+        self.pump_scheduled = False
+        self.closing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+class TargetServer:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.config = runtime.config
+        self._servers: list[asyncio.AbstractServer] = []
+        self._links: set[_Link] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.addresses: list[tuple[str, int]] = []
+
+    # ------------------------------------------------------------------------------ listeners
+
+    async def start(self) -> None:
+        for ip, port in self.rt.portals():
+            host: str | None = ip
+            family = socket.AF_UNSPEC
+            if ip in ("0.0.0.0", "::", ""):
+                # a wildcard portal listens on every address (both families for "::")
+                host = None if ip in ("::", "") else "0.0.0.0"
+                family = socket.AF_UNSPEC if host is None else socket.AF_INET
+            server = await asyncio.start_server(
+                self._on_client, host=host, port=port, family=family, reuse_address=True, limit=READ_CHUNK
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                addr = sock.getsockname()
+                self.addresses.append((addr[0], addr[1]))
+                log.info("listening on %s port %d", addr[0], addr[1])
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def close(self, *, grace: float | None = None) -> None:
+        """Graceful shutdown: stop listening, ask every initiator to log out, then close what remains."""
+        for server in self._servers:
+            server.close()
+        sessions = list(self.rt.sessions)
+        for s in sessions:
+            s.request_logout()
+        for link in list(self._links):
+            self._pump(link)
+        wait = self.rt.shutdown_grace if grace is None else grace
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while len(self.rt.sessions) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for s in list(self.rt.sessions):
+            s.close("target shutdown")
+        for link in list(self._links):
+            self._pump(link)
+            link.writer.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        handlers = list(self._handlers)
+        if handlers:
+            await asyncio.wait(handlers, timeout=2.0)
+        for h in handlers:
+            h.cancel()
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for link in list(self._links):
+                try:
+                    link.conn.tick(now)
+                    self._pump(link)
+                except Exception:
+                    log.exception("%s: timer failed", link.conn.name)
+
+    # ------------------------------------------------------------------------------ one connection
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await self._serve_connection(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            log.info("connection from %s ended: %s", peer, exc)
+        except Exception:
+            log.exception("connection from %s failed", peer)
+        finally:
+            writer.close()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sockname = writer.get_extra_info("sockname")
+        peername = writer.get_extra_info("peername")
+        local = (str(sockname[0]), int(sockname[1]))
+        peer = (str(peername[0]), int(peername[1])) if peername else None
+        framer = PduReader(max_data_segment_length=LOGIN_SEGMENT)
+        machine = LoginMachine(self.config, local, self.rt.sessions, initiator_address=peer)
+        try:
+            async with asyncio.timeout(machine.timeout_s):
+                result = await self._login(reader, writer, framer, machine)
+        except TimeoutError:
+            log.warning("login from %s timed out after %ss", peer, machine.timeout_s)
+            return
+        if result is None:
+            return
+        conn = self._attach(result, local)
+        link = _Link(conn, writer, framer)
+        cp = result.connection_params
+        link.header_digest, link.data_digest = cp.header_digest, cp.data_digest
+        framer.header_digest, framer.data_digest = cp.header_digest, cp.data_digest
+        framer.max_data_segment_length = cp.max_recv_data_segment_length
+        self._links.add(link)
+        conn.wakeup = lambda: self._schedule_pump(link)
+        log.info(
+            "%s: %s login from %s (%s), %s",
+            conn.name,
+            result.session_type.value,
+            result.initiator_name,
+            peer,
+            result.kind.value,
+        )
+        try:
+            await self._full_feature(reader, link)
+        finally:
+            self._links.discard(link)
+            conn.close("connection lost")
+            self._pump(link)
+
+    async def _login(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        framer: PduReader,
+        machine: LoginMachine,
+    ) -> LoginResult | None:
+        while True:
+            raw = framer.next_pdu()
+            if raw is None:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    return None
+                framer.feed(data)
+                continue
+            if raw.opcode != Opcode.LOGIN_REQUEST:
+                log.warning("non-login PDU (opcode 0x%02x) during login: closing", raw.opcode)
+                return None
+            try:
+                req = codec.decode_pdu(raw)
+            except codec.PduDecodeError as exc:
+                log.warning("malformed login request: %s", exc)
+                return None
+            step = machine.receive(req)  # type: ignore[arg-type]
+            for resp in step.responses:
+                writer.writelines(codec.encode_pdu(resp))
+            await writer.drain()
+            if step.failed:
+                log.info("login failed: %s (%s)", step.status.name, step.reason)
+                return None
+            if step.complete:
+                return step.result
+
+    def _attach(self, result: LoginResult, local: tuple[str, int]) -> Connection:
+        rt = self.rt
+        sp = result.session_params
+        if result.is_new_session or result.existing is None or not isinstance(result.existing, Session):
+            if result.kind is LoginKind.SESSION_REINSTATEMENT and isinstance(result.existing, Session):
+                # RFC 7143 6.3.5: the old session ends first (its nexus goes, its tasks are aborted)
+                rt.sessions.reinstate(result.existing)
+            nexus = rt.nexus_for(result.initiator_name, result.isid, result.target_name, result.tpg_tag)
+            session = Session(
+                tsih=result.tsih,
+                nexus=nexus,
+                params=sp,
+                exp_cmdsn=result.exp_cmdsn,
+                cmdsn_depth=result.cmdsn_depth,
+                lun_map=rt.lun_map(result.tpg, result.acl),
+                discovery=result.discovery,
+                error_recovery_level=sp.error_recovery_level,
+                max_connections=sp.max_connections,
+            )
+            rt.sessions.add(session)
+            if not result.discovery and rt.dispatcher is not None:
+                created = getattr(rt.dispatcher, "nexus_created", None)
+                if created is not None:
+                    _maybe_await(created(nexus))
+                session.on_closed.append(self._nexus_gone)
+        else:
+            session = result.existing
+        target_name = result.target_name
+
+        def _send_targets(value: str) -> list[tuple[str, str]] | None:
+            return send_targets(
+                self.config,
+                value,
+                initiator_name=result.initiator_name,
+                local_address=local,
+                session_target=None if result.discovery else target_name,
+            )
+
+        negotiator = TextNegotiator(
+            target_settings(result.tpg.parameters if result.tpg is not None else None),
+            result.connection_params,
+            sp,
+            send_targets=_send_targets,
+        )
+        conn = Connection(
+            session,
+            result.cid,
+            limits_from_params(sp, result.connection_params),
+            statsn=result.next_statsn,
+            settings=ConnectionSettings(nopin_interval=rt.nopin_interval, nopin_timeout=rt.nopin_timeout),
+            text_negotiator=negotiator,
+            now=asyncio.get_running_loop().time(),
+            name=f"[{result.initiator_name} tsih={result.tsih} cid={result.cid}]",
+        )
+        session.add_connection(conn)
+        return conn
+
+    def _nexus_gone(self, session: Session) -> None:
+        gone = getattr(self.rt.dispatcher, "nexus_gone", None)
+        if gone is not None:
+            try:
+                _maybe_await(gone(session.nexus))
+            except Exception:
+                log.exception("nexus_gone failed for %s", session)
+
+    async def _full_feature(self, reader: asyncio.StreamReader, link: _Link) -> None:
+        conn = link.conn
+        loop = asyncio.get_running_loop()
+        while not conn.closed and not link.closing:
+            try:
+                while (raw := link.framer.next_pdu()) is not None:
+                    conn.receive_raw(raw, now=loop.time())
+                    if conn.closed:
+                        break
+            except FramingError as exc:
+                # header digest error, oversized segment, buffer bound: the connection cannot continue
+                log.warning("%s: framing error: %s", conn.name, exc)
+                conn.close(f"framing error: {exc}")
+            self._pump(link)
+            if conn.closed or link.closing:
+                break
+            await link.writer.drain()
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                break
+            try:
+                link.framer.feed(data)
+            except FramingError as exc:
+                log.warning("%s: framing error: %s", conn.name, exc)
+                conn.close(f"framing error: {exc}")
+        self._pump(link)
+        with contextlib.suppress(ConnectionError, OSError):
+            await link.writer.drain()
+
+    # ------------------------------------------------------------------------------ events
+
+    def _schedule_pump(self, link: _Link) -> None:
+        if not link.pump_scheduled:
+            link.pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump, link)
+
+    def _pump(self, link: _Link) -> None:
+        link.pump_scheduled = False
+        conn = link.conn
+        for event in conn.take_events():
+            if isinstance(event, SendPdu):
+                if link.closing:
+                    continue
+                link.writer.writelines(
+                    codec.encode_pdu(
+                        event.pdu, header_digest=link.header_digest, data_digest=link.data_digest
+                    )
+                )
+            elif isinstance(event, ExecuteCommand):
+                self._spawn(link, self._execute(link, event))
+            elif isinstance(event, RunTaskManagement):
+                self._spawn(link, self._task_management(link, event))
+            elif isinstance(event, ParamsChanged):
+                link.framer.max_data_segment_length = event.params.max_recv_data_segment_length
+            elif isinstance(event, CloseConnection) and not link.closing:
+                link.closing = True
+                link.writer.close()
+
+    def _spawn(self, link: _Link, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        link.tasks.add(task)
+        task.add_done_callback(link.tasks.discard)
+        task.add_done_callback(_log_task_error)
+
+    async def _execute(self, link: _Link, event: ExecuteCommand) -> None:
+        conn = link.conn
+        try:
+            result = await self.rt.dispatcher.execute(event.request)
+        except TaskAborted:
+            log.info("%s: itt=0x%08x aborted", conn.name, event.task.itt)
+            conn.command_aborted(event.task)
+            return
+        except Exception:
+            log.exception("%s: itt=0x%08x: SCSI layer failed", conn.name, event.task.itt)
+            result = ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_INTERNAL_FAILURE)
+        conn.command_complete(event.task, result)
+        if not link.closing and link.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            with contextlib.suppress(ConnectionError, OSError):
+                await link.writer.drain()
+
+    async def _task_management(self, link: _Link, event: RunTaskManagement) -> None:
+        job = event.job
+        response = await tmf.perform(job, self.rt.dispatcher)
+        link.conn.tmf_complete(job, response)
+        if job.close_all_after:
+            # TARGET COLD RESET: every connection to every initiator is closed after the response
+            await asyncio.sleep(0)
+            for s in list(self.rt.sessions):
+                s.close("target cold reset")
+
+
+async def serve(
+    config: Config,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    runtime: Runtime | None = None,
+    server_out: list[TargetServer] | None = None,
+) -> None:
+    """Serve `config` until `stop` is set (forever when None), then shut down gracefully."""
+    rt = runtime or build_runtime(config)
+    server = TargetServer(rt)
+    if server_out is not None:
+        server_out.append(server)
+    try:
+        await server.start()
+        if ready is not None:
+            ready.set()
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+        log.info("shutting down")
+        await server.close()
+    finally:
+        if runtime is None:
+            rt.close()
+
+
+def run(config: Config, *, log_level: str = "info") -> int:
+    """Blocking entry point (the CLI's `sanlab target serve`): serve until SIGINT/SIGTERM, exit 0."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop=stop)
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+    return 0

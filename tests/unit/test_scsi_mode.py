@@ -1,0 +1,207 @@
+"""MODE SENSE / MODE SELECT: page bytes, PC values, block descriptors, round trips, bad parameter lists with
+field pointers, and the MODE PARAMETERS CHANGED unit attention."""
+
+# --- shared test scaffolding (copied into each test_scsi_* file: test modules cannot import each other) ---
+import asyncio
+
+from target.backstore.base import Backstore
+from target.config.model import StorageObjectConfig
+from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
+from target.scsi.device import LogicalUnit, LuRegistry
+from target.scsi.dispatch import Dispatcher
+from target.scsi.sense import parse_sense
+
+N1 = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, "iqn.2003-01.org.example:t1", 1)
+N2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000002, "iqn.2003-01.org.example:t1", 1)
+
+
+class MemBackstore(Backstore):
+    def __init__(self, size: int = 1 << 20, block_size: int = 512, *, thin: bool = False) -> None:
+        self.size = size
+        self.block_size = block_size
+        self.can_unmap = thin
+        self.unmap_zeroes = thin
+        self.write_back = True
+        self.buf = bytearray(size)
+
+    async def read(self, offset, length):
+        return bytes(self.buf[offset : offset + length])
+
+    async def write(self, offset, data, fua=False):
+        self.buf[offset : offset + len(data)] = data
+
+    async def flush(self):
+        return None
+
+
+def make_lu(name="disk0", wwn="5ec6a7f0-3a24-4a4e-9c7f-1234567890ab", thin=False, **kw):
+    cfg = StorageObjectConfig(plugin="fileio", name=name, wwn=wwn, **kw)
+    return LogicalUnit(MemBackstore(thin=thin), cfg)
+
+
+def make_dispatcher(*lus, read_only=False):
+    reg = LuRegistry()
+    for lu in lus:
+        reg.add(lu)
+    lun_map = {i: LunAccess(lu, read_only=read_only) for i, lu in enumerate(lus)}
+    return Dispatcher(reg), lun_map
+
+
+def cdb(*octets, length=None):
+    raw = bytes(octets)
+    return raw + bytes((length or 16) - len(raw)) if length else raw
+
+
+def send(disp, lun_map, raw_cdb, *, nexus=N1, lun=0, data_out=b"", tag=1, attr=TaskAttr.SIMPLE) -> ScsiResult:
+    req = ScsiRequest(nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map)
+    return asyncio.run(disp.execute(req))
+
+
+def sense_of(result: ScsiResult):
+    assert result.status == ScsiStatus.CHECK_CONDITION
+    key, asc = parse_sense(result.sense)
+    return int(key), asc
+
+from target.scsi.sense import Asc
+
+CACHING = bytes.fromhex("0812" "04000000000000000000" "2000000000000000")
+CONTROL = bytes.fromhex("0a0a" "00100040" "0000ffff0000")
+
+
+def _sense6(page, pc=0, dbd=True, alloc=0xFF, subpage=0):
+    return cdb(0x1A, 0x08 if dbd else 0, (pc << 6) | page, subpage, alloc, 0)
+
+
+def _select6(params, pf=True, sp=False):
+    return cdb(0x15, (0x10 if pf else 0) | (1 if sp else 0), 0, 0, len(params), 0)
+
+
+def _select10(params):
+    return cdb(0x55, 0x10, 0, 0, 0, 0, 0, *len(params).to_bytes(2, "big"), 0)
+
+
+def _setup():
+    lu = make_lu()
+    d, m = make_dispatcher(lu)
+    d.nexus_created(N1)
+    d.nexus_created(N2)
+    return lu, d, m
+
+
+def test_mode_sense6_caching_and_control_pages():
+    lu, d, m = _setup()
+    assert bytes(send(d, m, _sense6(0x08)).data_in) == bytes.fromhex("17001000") + CACHING
+    assert bytes(send(d, m, _sense6(0x0A)).data_in) == bytes.fromhex("0d001000") + CONTROL
+
+
+def test_mode_sense6_block_descriptor_and_all_pages():
+    lu, d, m = _setup()
+    data = bytes(send(d, m, _sense6(0x3F, dbd=False)).data_in)
+    assert data[:12] == bytes.fromhex("43001008" "00000800" "00000200")
+    assert data[12:14] == b"\x01\x0a" and len(data) == 68
+
+
+def test_mode_sense10_long_lba_descriptor():
+    lu, d, m = _setup()
+    data = bytes(send(d, m, cdb(0x5A, 0x10, 0x08, 0, 0, 0, 0, 0, 0xFF, 0)).data_in)
+    assert data[:8] == bytes.fromhex("002e001001000010")
+    assert data[8:24] == bytes.fromhex("0000000000000800" "0000000000000200")
+    assert data[24:] == CACHING
+
+
+def test_mode_sense_changeable_and_saved():
+    lu, d, m = _setup()
+    assert bytes(send(d, m, _sense6(0x0A, pc=1)).data_in)[4:] == bytes.fromhex("0a0a" "04060040" "000000000000")
+    assert sense_of(send(d, m, _sense6(0x0A, pc=3))) == (5, 0x3900)
+
+
+def test_mode_sense_invalid_page_and_subpage():
+    lu, d, m = _setup()
+    assert send(d, m, _sense6(0x19)).sense == bytes.fromhex("700005000000000a00000000240000cd0002")
+    assert sense_of(send(d, m, _sense6(0x08, subpage=1))) == (5, 0x2400)
+
+
+def test_write_protected_lun_sets_wp_bit():
+    lu = make_lu()
+    d, m = make_dispatcher(lu, read_only=True)
+    assert bytes(send(d, m, _sense6(0x08)).data_in)[2] == 0x90
+
+
+def test_mode_select_round_trip_wce_dsense_tas_and_ua_for_others():
+    lu, d, m = _setup()
+    caching = bytearray(CACHING)
+    caching[2] = 0x00  # WCE off
+    control = bytearray(CONTROL)
+    control[2] = 0x04  # D_SENSE
+    control[3] = 0x12  # QErr 01b
+    control[5] = 0x00  # TAS off
+    params = bytes(4) + bytes(caching) + bytes(control)
+    r = send(d, m, _select6(params), data_out=params)
+    assert r.status == ScsiStatus.GOOD
+    assert lu.write_cache_enabled is False and lu.d_sense and lu.qerr == 1 and lu.tas is False
+    assert bytes(send(d, m, _sense6(0x08)).data_in)[4:] == bytes(caching)
+    assert bytes(send(d, m, _sense6(0x0A)).data_in)[4:] == bytes(control)
+    assert not lu.ua.has_pending(N1)
+    # the other nexus: UA, in descriptor format now that D_SENSE is set
+    r = send(d, m, cdb(0x00, 0, 0, 0, 0, 0), nexus=N2)
+    assert r.sense == bytes.fromhex("72062a0100000000")
+    # default values are unchanged
+    assert bytes(send(d, m, _sense6(0x08, pc=2)).data_in)[4:] == CACHING
+
+
+def test_mode_select10_with_block_descriptor():
+    lu, d, m = _setup()
+    params = bytes.fromhex("0000000000000008") + bytes.fromhex("0000080000000200") + CACHING
+    assert send(d, m, _select10(params), data_out=params).status == ScsiStatus.GOOD
+
+
+def test_unchanged_select_gives_no_ua():
+    lu, d, m = _setup()
+    params = bytes(4) + CONTROL
+    assert send(d, m, _select6(params), data_out=params).status == ScsiStatus.GOOD
+    assert not lu.ua.has_pending(N2)
+
+
+def _fp(result):
+    s = result.sense
+    return (s[2], (s[12] << 8) | s[13], s[15], int.from_bytes(s[16:18], "big"))
+
+
+def test_mode_select_bad_parameter_lists_have_field_pointers():
+    lu, d, m = _setup()
+    cases = [
+        # (parameter list, expected (key, asc, sks byte0, field))
+        (bytes(4) + bytes.fromhex("0812") + bytes(18), (5, 0x2600, 0x80, 6)),  # DRA cleared: not changeable
+        (bytes(4) + bytes.fromhex("0a0a00100041") + bytes(6), (5, 0x2600, 0x88, 9)),  # byte 5 bit 0 changed
+        (bytes(4) + bytes.fromhex("0a0a00140040") + bytes(6), (5, 0x2600, 0x8A, 7)),  # QErr 10b reserved
+        (bytes(4) + bytes.fromhex("190a") + bytes(10), (5, 0x2600, 0x8D, 4)),  # unknown page
+        (bytes(4) + bytes.fromhex("0a0b") + bytes(11), (5, 0x2600, 0x80, 5)),  # wrong page length
+        (bytes(4) + bytes.fromhex("4a0a") + bytes(10), (5, 0x2600, 0x8E, 4)),  # SPF: no subpages
+        (bytes.fromhex("00050000") + CONTROL, (5, 0x2600, 0x80, 1)),  # medium type
+        (bytes.fromhex("00000004") + bytes(4), (5, 0x2600, 0x80, 3)),  # block descriptor length
+        (bytes.fromhex("00000008") + bytes.fromhex("0000000000000400"), (5, 0x2600, 0x80, 9)),  # block size
+    ]
+    for params, want in cases:
+        r = send(d, m, _select6(params), data_out=params)
+        assert _fp(r) == want, params.hex()
+    # truncated page
+    params = bytes(4) + CONTROL[:8]
+    assert sense_of(send(d, m, _select6(params), data_out=params)) == (5, 0x1A00)
+    # less data than the CDB announces
+    assert sense_of(send(d, m, _select6(bytes(16)), data_out=bytes(4))) == (5, 0x1A00)
+    assert lu.write_cache_enabled and not lu.ua.has_pending(N2)
+
+
+def test_mode_select_pf_and_sp_bits():
+    lu, d, m = _setup()
+    params = bytes(4) + CONTROL
+    assert send(d, m, _select6(params, pf=False), data_out=params).sense[15:18] == bytes.fromhex("cc0001")
+    assert send(d, m, _select6(params, sp=True), data_out=params).sense[15:18] == bytes.fromhex("c80001")
+    assert send(d, m, cdb(0x15, 0x10, 0, 0, 0, 0)).status == ScsiStatus.GOOD  # empty list: no-op
+
+
+def test_d_sense_switches_sense_format():
+    lu, d, m = _setup()
+    assert send(d, m, cdb(0xC7, 0, 0, 0, 0, 0)).sense[0] == 0x70
+    lu.d_sense = True
+    assert send(d, m, cdb(0xC7, 0, 0, 0, 0, 0)).sense == bytes.fromhex("7205200000000000")
