@@ -4,7 +4,8 @@
     SendTargets=<iqn...>     that target only (if the initiator may see it)
     SendTargets=             (normal session) the session's own target
 
-The answer lists, per target, "TargetName=<name>" then "TargetAlias=<alias>" when configured and one
+The answer lists, per target, "TargetName=<name>" (then "TargetAlias=<alias>" only when asked for: LIO
+never sends it there and libiscsi's SendTargets parser rejects the whole answer when it sees it) and one
 "TargetAddress=<address>:<port>,<tpgt>" per portal of every enabled TPG the initiator may see: with demo mode
 off (generate_node_acls=0) only TPGs holding an ACL for this initiator. IPv6 addresses are bracketed (C.2).
 A wildcard portal (0.0.0.0 / ::) is reported as the address the discovery connection arrived on.
@@ -108,7 +109,7 @@ def send_targets(
     initiator_name: str,
     local_address: tuple[str, int],
     session_target: str | None = None,
-    include_alias: bool = True,
+    include_alias: bool = False,
 ) -> list[tuple[str, str]] | None:
     """The SendTargets answer as (key, value) pairs, or None when the answer is "SendTargets=Reject".
 

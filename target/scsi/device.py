@@ -287,11 +287,13 @@ class LogicalUnit:
         self, nexus: Nexus | None, asc: Asc = Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED
     ) -> TmfResult:
         """LOGICAL UNIT RESET (SAM-5 6.3.3, 7.10): abort every task (TAS decides what other nexuses see), release
-        the SPC-2 reservation, establish `asc` for every other I_T nexus. TARGET RESET uses it with 29/02 or 29/01.
+        the SPC-2 reservation, establish `asc` for every I_T nexus, the requester's included (SAM-5 6.3.3: the
+        reset is reported on every path; libiscsi's MultipathIO.Reset checks it on each). TARGET RESET uses it
+        with 29/02 or 29/01.
         """
         await self.task_set.abort_all(nexus, tas=self.tas)
         self.reservations.clear_spc2()
-        self.ua.establish(asc, exclude=nexus)
+        self.ua.establish(asc)
         return TmfResult.FUNCTION_COMPLETE
 
     # --- command execution ----------------------------------------------------------------------------------

@@ -40,14 +40,22 @@ def _config() -> Config:
 
 
 def test_send_targets_all() -> None:
+    # no TargetAlias by default: LIO sends none there and libiscsi refuses an answer that holds one
     pairs = send_targets(_config(), "All", initiator_name=INI, local_address=LOCAL)
     assert pairs == [
         ("TargetName", "iqn.2024-01.org.sanlab:a"),
-        ("TargetAlias", "Disk A"),
         ("TargetAddress", "192.0.2.10:3260,1"),  # wildcard -> the address the connection arrived on
         ("TargetAddress", "[2001:db8::10]:3260,1"),
         ("TargetName", "iqn.2024-01.org.sanlab:b"),
         ("TargetAddress", "198.51.100.1:3261,2"),  # ACL match is case-insensitive; TPG 3 has no ACL for us
+    ]
+
+
+def test_send_targets_alias_on_request() -> None:
+    pairs = send_targets(_config(), "All", initiator_name=INI, local_address=LOCAL, include_alias=True)
+    assert pairs is not None and pairs[:2] == [
+        ("TargetName", "iqn.2024-01.org.sanlab:a"),
+        ("TargetAlias", "Disk A"),
     ]
 
 
@@ -102,6 +110,6 @@ def test_send_targets_through_text_negotiator() -> None:
     assert out.reply is not None and out.reply.final
     data = out.reply.data
     assert data.startswith(
-        b"TargetName=iqn.2024-01.org.sanlab:a\0TargetAlias=Disk A\0TargetAddress=192.0.2.10:3260,1\0"
+        b"TargetName=iqn.2024-01.org.sanlab:a\0TargetAddress=192.0.2.10:3260,1\0"
     )
     assert data.endswith(b"TargetAddress=198.51.100.1:3261,2\0")

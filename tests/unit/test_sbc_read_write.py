@@ -98,18 +98,22 @@ def test_read_residuals_left_to_transport() -> None:
     assert r.status == ScsiStatus.GOOD and len(r.data_in) == 512
 
 
-def test_write_edtl_mismatch_is_rejected_with_residual() -> None:
+def test_write_edtl_mismatch_writes_what_fits_and_reports_residual() -> None:
     lu = make_lu()
     execute(lu, bytes.fromhex("2a00 00000000 00 0002 00"), b"a" * 1024)
-    # EDTL 512 < 2 blocks: overflow
+    # EDTL 512 < 2 blocks: the block sent is written, the second stays; GOOD with overflow 512
     r = execute(lu, bytes.fromhex("2a00 00000000 00 0002 00"), b"b" * 512)
+    assert r.status == ScsiStatus.GOOD and r.out_overflow == 512 and r.out_residual == 0
+    assert bytes(execute(lu, bytes.fromhex("2800 00000000 00 0002 00")).data_in) == b"b" * 512 + b"a" * 512
+    # EDTL 1536 > 2 blocks: only the CDB's two blocks are written; underflow 512
+    r = execute(lu, bytes.fromhex("2a00 00000000 00 0002 00"), b"c" * 1536)
+    assert r.status == ScsiStatus.GOOD and r.out_residual == 512 and r.out_overflow == 0
+    assert bytes(execute(lu, bytes.fromhex("2800 00000000 00 0003 00")).data_in) == b"c" * 1024 + bytes(512)
+    # EDTL 200: Data-Out ends inside a block -> INVALID FIELD IN COMMAND INFORMATION UNIT, nothing written
+    r = execute(lu, bytes.fromhex("2a00 00000000 00 0001 00"), b"d" * 200)
     assert sense_of(r) == (SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
-    assert r.out_overflow == 512 and r.out_residual == 0
-    # EDTL 1536 > 2 blocks: underflow
-    r = execute(lu, bytes.fromhex("2a00 00000000 00 0002 00"), b"b" * 1536)
-    assert r.status == ScsiStatus.CHECK_CONDITION and r.out_residual == 512
-    # nothing was written
-    assert bytes(execute(lu, bytes.fromhex("2800 00000000 00 0002 00")).data_in) == b"a" * 1024
+    assert r.out_overflow == 312
+    assert bytes(execute(lu, bytes.fromhex("2800 00000000 00 0001 00")).data_in) == b"c" * 512
 
 
 def test_protect_fields_rejected() -> None:

@@ -129,7 +129,7 @@ def test_operating_parameters() -> None:
 
 
 def test_parameter_list_errors() -> None:
-    reg, src, dst = make_registry()
+    reg, src, _dst = make_registry()
     good = param_list([cscd(src)], [b2b(0, 0, 8, 0, 100)])
     # length 0: nothing to do
     assert run(src, xcopy_cdb(0), b"", reg).status == ScsiStatus.GOOD

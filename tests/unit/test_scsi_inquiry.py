@@ -52,7 +52,9 @@ def cdb(*octets, length=None):
 
 
 def send(disp, lun_map, raw_cdb, *, nexus=N1, lun=0, data_out=b"", tag=1, attr=TaskAttr.SIMPLE) -> ScsiResult:
-    req = ScsiRequest(nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map)
+    req = ScsiRequest(
+        nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map
+    )
     return asyncio.run(disp.execute(req))
 
 
@@ -63,7 +65,7 @@ def sense_of(result: ScsiResult):
 
 
 SERIAL = "5ec6a7f0-3a24-4a4e-9c7f-1234567890ab"
-NAA = bytes.fromhex("6001405" "5ec6a7f03a244a4e9c7f12345")
+NAA = bytes.fromhex("60014055ec6a7f03a244a4e9c7f12345")
 
 
 def _inq(evpd, page, alloc=0xFF, lu=None):

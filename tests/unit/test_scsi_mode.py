@@ -53,7 +53,9 @@ def cdb(*octets, length=None):
 
 
 def send(disp, lun_map, raw_cdb, *, nexus=N1, lun=0, data_out=b"", tag=1, attr=TaskAttr.SIMPLE) -> ScsiResult:
-    req = ScsiRequest(nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map)
+    req = ScsiRequest(
+        nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map
+    )
     return asyncio.run(disp.execute(req))
 
 
@@ -62,10 +64,9 @@ def sense_of(result: ScsiResult):
     key, asc = parse_sense(result.sense)
     return int(key), asc
 
-from target.scsi.sense import Asc
 
-CACHING = bytes.fromhex("0812" "04000000000000000000" "2000000000000000")
-CONTROL = bytes.fromhex("0a0a" "00100040" "0000ffff0000")
+CACHING = bytes.fromhex("0812040000000000000000002000000000000000")
+CONTROL = bytes.fromhex("0a0a001000400000ffff0000")
 
 
 def _sense6(page, pc=0, dbd=True, alloc=0xFF, subpage=0):
@@ -89,34 +90,34 @@ def _setup():
 
 
 def test_mode_sense6_caching_and_control_pages():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     assert bytes(send(d, m, _sense6(0x08)).data_in) == bytes.fromhex("17001000") + CACHING
-    assert bytes(send(d, m, _sense6(0x0A)).data_in) == bytes.fromhex("0d001000") + CONTROL
+    assert bytes(send(d, m, _sense6(0x0A)).data_in) == bytes.fromhex("0f001000") + CONTROL
 
 
 def test_mode_sense6_block_descriptor_and_all_pages():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     data = bytes(send(d, m, _sense6(0x3F, dbd=False)).data_in)
-    assert data[:12] == bytes.fromhex("43001008" "00000800" "00000200")
+    assert data[:12] == bytes.fromhex("430010080000080000000200")
     assert data[12:14] == b"\x01\x0a" and len(data) == 68
 
 
 def test_mode_sense10_long_lba_descriptor():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     data = bytes(send(d, m, cdb(0x5A, 0x10, 0x08, 0, 0, 0, 0, 0, 0xFF, 0)).data_in)
-    assert data[:8] == bytes.fromhex("002e001001000010")
-    assert data[8:24] == bytes.fromhex("0000000000000800" "0000000000000200")
+    assert data[:8] == bytes.fromhex("002a001001000010")
+    assert data[8:24] == bytes.fromhex("00000000000008000000000000000200")
     assert data[24:] == CACHING
 
 
 def test_mode_sense_changeable_and_saved():
-    lu, d, m = _setup()
-    assert bytes(send(d, m, _sense6(0x0A, pc=1)).data_in)[4:] == bytes.fromhex("0a0a" "04060040" "000000000000")
+    _lu, d, m = _setup()
+    assert bytes(send(d, m, _sense6(0x0A, pc=1)).data_in)[4:] == bytes.fromhex("0a0a04060040000000000000")
     assert sense_of(send(d, m, _sense6(0x0A, pc=3))) == (5, 0x3900)
 
 
 def test_mode_sense_invalid_page_and_subpage():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     assert send(d, m, _sense6(0x19)).sense == bytes.fromhex("700005000000000a00000000240000cd0002")
     assert sense_of(send(d, m, _sense6(0x08, subpage=1))) == (5, 0x2400)
 
@@ -150,7 +151,7 @@ def test_mode_select_round_trip_wce_dsense_tas_and_ua_for_others():
 
 
 def test_mode_select10_with_block_descriptor():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     params = bytes.fromhex("0000000000000008") + bytes.fromhex("0000080000000200") + CACHING
     assert send(d, m, _select10(params), data_out=params).status == ScsiStatus.GOOD
 
@@ -171,9 +172,9 @@ def test_mode_select_bad_parameter_lists_have_field_pointers():
     lu, d, m = _setup()
     cases = [
         # (parameter list, expected (key, asc, sks byte0, field))
-        (bytes(4) + bytes.fromhex("0812") + bytes(18), (5, 0x2600, 0x80, 6)),  # DRA cleared: not changeable
+        (bytes(4) + bytes.fromhex("0812") + bytes(18), (5, 0x2600, 0x8D, 16)),  # DRA cleared: not changeable
         (bytes(4) + bytes.fromhex("0a0a00100041") + bytes(6), (5, 0x2600, 0x88, 9)),  # byte 5 bit 0 changed
-        (bytes(4) + bytes.fromhex("0a0a00140040") + bytes(6), (5, 0x2600, 0x8A, 7)),  # QErr 10b reserved
+        (bytes(4) + bytes.fromhex("0a0a001400400000ffff0000"), (5, 0x2600, 0x8A, 7)),  # QErr 10b reserved
         (bytes(4) + bytes.fromhex("190a") + bytes(10), (5, 0x2600, 0x8D, 4)),  # unknown page
         (bytes(4) + bytes.fromhex("0a0b") + bytes(11), (5, 0x2600, 0x80, 5)),  # wrong page length
         (bytes(4) + bytes.fromhex("4a0a") + bytes(10), (5, 0x2600, 0x8E, 4)),  # SPF: no subpages
@@ -193,7 +194,7 @@ def test_mode_select_bad_parameter_lists_have_field_pointers():
 
 
 def test_mode_select_pf_and_sp_bits():
-    lu, d, m = _setup()
+    _lu, d, m = _setup()
     params = bytes(4) + CONTROL
     assert send(d, m, _select6(params, pf=False), data_out=params).sense[15:18] == bytes.fromhex("cc0001")
     assert send(d, m, _select6(params, sp=True), data_out=params).sense[15:18] == bytes.fromhex("c80001")

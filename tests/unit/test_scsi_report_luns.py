@@ -9,7 +9,7 @@ from target.config.model import StorageObjectConfig
 from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
 from target.scsi.device import LogicalUnit, LuRegistry
 from target.scsi.dispatch import Dispatcher
-from target.scsi.sense import parse_sense
+from target.scsi.sense import Asc, parse_sense
 
 N1 = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, "iqn.2003-01.org.example:t1", 1)
 N2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000002, "iqn.2003-01.org.example:t1", 1)
@@ -53,7 +53,9 @@ def cdb(*octets, length=None):
 
 
 def send(disp, lun_map, raw_cdb, *, nexus=N1, lun=0, data_out=b"", tag=1, attr=TaskAttr.SIMPLE) -> ScsiResult:
-    req = ScsiRequest(nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map)
+    req = ScsiRequest(
+        nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map
+    )
     return asyncio.run(disp.execute(req))
 
 
@@ -61,8 +63,6 @@ def sense_of(result: ScsiResult):
     assert result.status == ScsiStatus.CHECK_CONDITION
     key, asc = parse_sense(result.sense)
     return int(key), asc
-
-from target.scsi.sense import Asc
 
 
 def _rl(select=0, alloc=0xFFFFFF):
@@ -74,7 +74,7 @@ def test_report_luns_bytes_small():
     d, m = make_dispatcher(lu)
     m[300] = LunAccess(lu)
     r = send(d, m, _rl())
-    assert bytes(r.data_in) == bytes.fromhex("00000010" "00000000" "0000000000000000" "412c000000000000")
+    assert bytes(r.data_in) == bytes.fromhex("00000010000000000000000000000000412c000000000000")
 
 
 def test_report_luns_3000_luns_flat_addressing():
@@ -84,7 +84,7 @@ def test_report_luns_3000_luns_flat_addressing():
     r = send(d, lun_map, _rl(), lun=2999)
     data = bytes(r.data_in)
     assert int.from_bytes(data[:4], "big") == 3000 * 8 and len(data) == 8 + 3000 * 8
-    assert data[8 + 255 * 8 : 8 + 257 * 8] == bytes.fromhex("00ff000000000000" "4100000000000000")
+    assert data[8 + 255 * 8 : 8 + 257 * 8] == bytes.fromhex("00ff0000000000004100000000000000")
     assert data[-8:] == bytes.fromhex("4bb7000000000000")
 
 
@@ -92,7 +92,7 @@ def test_report_luns_truncates_but_reports_full_length():
     lu = make_lu()
     lun_map = {n: LunAccess(lu) for n in range(10)}
     r = send(Dispatcher(), lun_map, _rl(alloc=20))
-    assert bytes(r.data_in) == bytes.fromhex("00000050" "00000000" "0000000000000000" "00010000")
+    assert bytes(r.data_in) == bytes.fromhex("0000005000000000000000000000000000010000")
 
 
 def test_report_luns_select_values():
@@ -106,7 +106,7 @@ def test_report_luns_select_values():
 
 def test_report_luns_on_unmapped_lun_and_empty_map_reports_lun0():
     r = send(Dispatcher(), {}, _rl(), lun=5)
-    assert bytes(r.data_in) == bytes.fromhex("00000008" "00000000" "0000000000000000")
+    assert bytes(r.data_in) == bytes.fromhex("00000008000000000000000000000000")
 
 
 def test_request_sense_on_unmapped_lun():

@@ -206,17 +206,32 @@ def check_transfer_length(lu: Any, nblocks: int, byte: int) -> None:
         raise CheckCondition.invalid_cdb(byte)
 
 
-def residual_mismatch(expected: int, needed: int, *, descriptor: bool = False) -> ScsiResult:
-    """LIO's answer to a write data CDB whose EDTL differs from its transfer length: ILLEGAL REQUEST / INVALID
-    FIELD IN COMMAND INFORMATION UNIT, nothing written, and the residual reported (SAM-5 5.4.3, RFC 7143
-    11.4.5.1: underflow when EDTL > SPDTL, overflow when EDTL < SPDTL)."""
-    cc = CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
-    result = cc.result(descriptor=descriptor)
+def set_residual(result: ScsiResult, expected: int, needed: int) -> ScsiResult:
+    """Record the Data-Out residual (SAM-5 5.4.3, RFC 7143 11.4.5.1): underflow when the initiator's EDTL is
+    larger than what the command transfers, overflow when it is smaller."""
     if expected > needed:
         result.out_residual = expected - needed
-    else:
+    elif expected < needed:
         result.out_overflow = needed - expected
     return result
+
+
+def residual_mismatch(expected: int, needed: int, *, descriptor: bool = False) -> ScsiResult:
+    """ILLEGAL REQUEST / INVALID FIELD IN COMMAND INFORMATION UNIT, nothing written, the residual reported:
+    the answer to Data-Out that does not end on a block boundary."""
+    cc = CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
+    return set_residual(cc.result(descriptor=descriptor), expected, needed)
+
+
+def write_window(edtl: int, received: int, needed: int, bs: int) -> int | None:
+    """How many bytes of a write's Data-Out the command may use when EDTL and the CDB's transfer length
+    disagree: all it needs when the initiator sent more (underflow; the excess is ignored), only the whole
+    blocks it sent when it sent less (overflow: the rest of the range is left untouched, as libiscsi's
+    residual tests and Linux expect). None when what was sent ends inside a block (no sensible write)."""
+    usable = min(edtl, received)
+    if usable >= needed:
+        return needed
+    return usable if usable % bs == 0 else None
 
 
 # --- medium I/O with the standard's sense on failure ---------------------------------------------------------

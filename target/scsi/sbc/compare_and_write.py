@@ -39,7 +39,10 @@ async def compare_and_write(ctx: CommandContext) -> ScsiResult:
     needed = 2 * nblocks * bs
     edtl = data_out_length(ctx)
     if edtl != needed or len(ctx.data_out) < needed:
-        return common.residual_mismatch(edtl, needed, descriptor=ctx.descriptor_sense)
+        # the Data-Out disagrees with NUMBER OF LOGICAL BLOCKS: that CDB field is what is wrong (this is also
+        # how an initiator whose 8-bit NoLB wrapped to 0 for 256 blocks learns the limit)
+        cc = CheckCondition.invalid_cdb(13)
+        return common.set_residual(cc.result(descriptor=ctx.descriptor_sense), edtl, needed)
     if nblocks == 0:
         return ScsiResult(status=ScsiStatus.GOOD)
     data = memoryview(ctx.data_out).cast("B")

@@ -106,16 +106,18 @@ async def write(ctx: CommandContext) -> ScsiResult:
     common.check_dpofua(lu, ctx.cdb)
     common.check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
-    needed = f.nblocks * common.block_size(lu)
+    bs = common.block_size(lu)
+    needed = f.nblocks * bs
     edtl = data_out_length(ctx)
-    if edtl != needed or len(ctx.data_out) < needed:
+    usable = common.write_window(edtl, len(ctx.data_out), needed, bs)
+    if usable is None:
         return common.residual_mismatch(edtl, needed, descriptor=ctx.descriptor_sense)
-    if f.nblocks == 0:
-        return ScsiResult(status=ScsiStatus.GOOD)
-    data = memoryview(ctx.data_out).cast("B")[:needed]
-    async with common.range_lock(lu).hold(f.lba, f.nblocks):
-        await common.medium_write(lu, f.lba, data, fua=f.fua)
-    return ScsiResult(status=ScsiStatus.GOOD)
+    nblocks = usable // bs
+    if nblocks:
+        data = memoryview(ctx.data_out).cast("B")[:usable]
+        async with common.range_lock(lu).hold(f.lba, nblocks):
+            await common.medium_write(lu, f.lba, data, fua=f.fua)
+    return common.set_residual(ScsiResult(status=ScsiStatus.GOOD), edtl, needed)
 
 
 async def _compare(
@@ -168,18 +170,20 @@ async def write_and_verify(ctx: CommandContext) -> ScsiResult:
         raise CheckCondition.invalid_cdb(1, 2)
     common.check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
-    needed = f.nblocks * common.block_size(lu)
+    bs = common.block_size(lu)
+    needed = f.nblocks * bs
     edtl = data_out_length(ctx)
-    if edtl != needed or len(ctx.data_out) < needed:
+    usable = common.write_window(edtl, len(ctx.data_out), needed, bs)
+    if usable is None:
         return common.residual_mismatch(edtl, needed, descriptor=ctx.descriptor_sense)
-    if f.nblocks == 0:
-        return ScsiResult(status=ScsiStatus.GOOD)
-    data = memoryview(ctx.data_out).cast("B")[:needed]
-    async with common.range_lock(lu).hold(f.lba, f.nblocks):
-        await common.medium_write(lu, f.lba, data, fua=True)
-        if f.bytchk == Bytchk.COMPARE:
-            await _compare(ctx, f.lba, f.nblocks, data, False)
-    return ScsiResult(status=ScsiStatus.GOOD)
+    nblocks = usable // bs
+    if nblocks:
+        data = memoryview(ctx.data_out).cast("B")[:usable]
+        async with common.range_lock(lu).hold(f.lba, nblocks):
+            await common.medium_write(lu, f.lba, data, fua=True)
+            if f.bytchk == Bytchk.COMPARE:
+                await _compare(ctx, f.lba, nblocks, data, False)
+    return common.set_residual(ScsiResult(status=ScsiStatus.GOOD), edtl, needed)
 
 
 # --- the table -------------------------------------------------------------------------------------------------

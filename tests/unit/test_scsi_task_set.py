@@ -1,0 +1,311 @@
+"""Task set ordering (SIMPLE / ORDERED / HEAD OF QUEUE), bounds, and every task management function."""
+
+# --- shared test scaffolding (copied into each test_scsi_* file: test modules cannot import each other) ---
+import asyncio
+
+import pytest
+
+from target.backstore.base import Backstore
+from target.config.model import StorageObjectConfig
+from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
+from target.scsi.device import LogicalUnit, LuRegistry
+from target.scsi.dispatch import Dispatcher
+from target.scsi.opcodes import CommandSpec, OpcodeTable, usage
+from target.scsi.sense import Asc, parse_sense
+from target.scsi.spc import SPC_COMMANDS
+from target.scsi.task_set import TaskAborted, TmfResult
+
+N1 = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, "iqn.2003-01.org.example:t1", 1)
+N2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000002, "iqn.2003-01.org.example:t1", 1)
+
+
+class MemBackstore(Backstore):
+    def __init__(self, size: int = 1 << 20, block_size: int = 512, *, thin: bool = False) -> None:
+        self.size = size
+        self.block_size = block_size
+        self.can_unmap = thin
+        self.unmap_zeroes = thin
+        self.write_back = True
+        self.buf = bytearray(size)
+
+    async def read(self, offset, length):
+        return bytes(self.buf[offset : offset + length])
+
+    async def write(self, offset, data, fua=False):
+        self.buf[offset : offset + len(data)] = data
+
+    async def flush(self):
+        return None
+
+
+def make_lu(name="disk0", wwn="5ec6a7f0-3a24-4a4e-9c7f-1234567890ab", thin=False, **kw):
+    cfg = StorageObjectConfig(plugin="fileio", name=name, wwn=wwn, **kw)
+    return LogicalUnit(MemBackstore(thin=thin), cfg)
+
+
+def make_dispatcher(*lus, read_only=False):
+    reg = LuRegistry()
+    for lu in lus:
+        reg.add(lu)
+    lun_map = {i: LunAccess(lu, read_only=read_only) for i, lu in enumerate(lus)}
+    return Dispatcher(reg), lun_map
+
+
+def cdb(*octets, length=None):
+    raw = bytes(octets)
+    return raw + bytes((length or 16) - len(raw)) if length else raw
+
+
+def send(disp, lun_map, raw_cdb, *, nexus=N1, lun=0, data_out=b"", tag=1, attr=TaskAttr.SIMPLE) -> ScsiResult:
+    req = ScsiRequest(
+        nexus=nexus, lun=lun, cdb=raw_cdb, tag=tag, attr=attr, data_out=data_out, lun_map=lun_map
+    )
+    return asyncio.run(disp.execute(req))
+
+
+def sense_of(result: ScsiResult):
+    assert result.status == ScsiStatus.CHECK_CONDITION
+    key, asc = parse_sense(result.sense)
+    return int(key), asc
+
+
+class Harness:
+    """An LU with a vendor command (C0h, id in byte 1) whose handler blocks until released."""
+
+    def __init__(self, max_tasks=512):
+        self.started: list[int] = []
+        self.gates: dict[int, asyncio.Event] = {}
+        spec = CommandSpec(0xC0, "BLOCKER", 6, usage(0xC0, 0xFF, 0, 0, 0, 0), self._handler)
+        table = OpcodeTable([*SPC_COMMANDS, spec])
+        cfg = StorageObjectConfig(plugin="fileio", name="d", wwn="abc")
+        self.lu = LogicalUnit(MemBackstore(), cfg, table=table, max_tasks=max_tasks)
+        reg = LuRegistry()
+        reg.add(self.lu)
+        self.disp = Dispatcher(reg)
+        self.map = {0: LunAccess(self.lu)}
+        self.disp.nexus_created(N1)
+        self.disp.nexus_created(N2)
+
+    async def _handler(self, ctx):
+        ident = ctx.cdb[1]
+        self.started.append(ident)
+        await self.gate(ident).wait()
+        return ctx.good()
+
+    def gate(self, ident):
+        return self.gates.setdefault(ident, asyncio.Event())
+
+    def submit(self, ident, attr=TaskAttr.SIMPLE, nexus=N1):
+        req = ScsiRequest(nexus, 0, bytes((0xC0, ident, 0, 0, 0, 0)), tag=ident, attr=attr, lun_map=self.map)
+        return asyncio.ensure_future(self.disp.execute(req))
+
+
+async def _settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_ordered_waits_for_older_and_blocks_newer():
+    async def main():
+        h = Harness()
+        t1 = h.submit(1)
+        t2 = h.submit(2, TaskAttr.ORDERED)
+        t3 = h.submit(3)
+        await _settle()
+        assert h.started == [1]
+        h.gate(1).set()
+        await _settle()
+        assert h.started == [1, 2]
+        h.gate(2).set()
+        await _settle()
+        assert h.started == [1, 2, 3]
+        h.gate(3).set()
+        results = await asyncio.gather(t1, t2, t3)
+        assert all(r.status == ScsiStatus.GOOD for r in results)
+        assert len(h.lu.task_set) == 0
+
+    asyncio.run(main())
+
+
+def test_simple_tasks_run_concurrently():
+    async def main():
+        h = Harness()
+        tasks = [h.submit(i) for i in (1, 2, 3)]
+        await _settle()
+        assert h.started == [1, 2, 3]
+        for i in (1, 2, 3):
+            h.gate(i).set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+
+def test_head_of_queue_runs_first_and_blocks_dormant():
+    async def main():
+        h = Harness()
+        t1 = h.submit(1)
+        t2 = h.submit(2, TaskAttr.ORDERED)  # dormant behind 1
+        t3 = h.submit(3, TaskAttr.HEAD_OF_QUEUE)  # runs at once
+        await _settle()
+        assert h.started == [1, 3]
+        t4 = h.submit(4)  # behind the ORDERED one and the HEAD OF QUEUE one
+        h.gate(1).set()
+        await _settle()
+        assert h.started == [1, 3]  # ORDERED still waits for the HEAD OF QUEUE task
+        h.gate(3).set()
+        await _settle()
+        assert h.started == [1, 3, 2]
+        h.gate(2).set()
+        h.gate(4).set()
+        await asyncio.gather(t1, t2, t3, t4)
+        assert h.started == [1, 3, 2, 4]
+
+    asyncio.run(main())
+
+
+def test_task_set_full_and_overlapped_tag():
+    async def main():
+        h = Harness(max_tasks=2)
+        t1 = h.submit(1)
+        t2 = h.submit(2)
+        await _settle()
+        r = await h.submit(3)
+        assert r.status == ScsiStatus.TASK_SET_FULL
+        r = await h.submit(1)  # tag 1 still in use on N1
+        assert sense_of(r) == (0x0B, 0x4E00)
+        h.gate(1).set()
+        h.gate(2).set()
+        await asyncio.gather(t1, t2)
+
+    asyncio.run(main())
+
+
+def test_aca_attribute_refused():
+    async def main():
+        h = Harness()
+        h.gate(1).set()
+        r = await h.submit(1, TaskAttr.ACA)
+        assert sense_of(r) == (5, 0x2400)
+
+    asyncio.run(main())
+
+
+def test_abort_task_running_dormant_and_missing():
+    async def main():
+        h = Harness()
+        t1 = h.submit(1)
+        t2 = h.submit(2, TaskAttr.ORDERED)
+        await _settle()
+        assert await h.disp.abort_task(N1, 0, 2, lun_map=h.map) == TmfResult.FUNCTION_COMPLETE
+        with pytest.raises(TaskAborted):
+            await t2  # dormant: never ran
+        assert h.started == [1]
+        abort = asyncio.ensure_future(h.disp.abort_task(N1, h.map[0], 1))
+        await _settle()
+        assert not abort.done()  # waits for the running task's I/O
+        h.gate(1).set()
+        assert await abort == TmfResult.FUNCTION_COMPLETE
+        with pytest.raises(TaskAborted):
+            await t1
+        assert await h.disp.abort_task(N1, h.lu, 99) == TmfResult.TASK_DOES_NOT_EXIST
+        assert await h.disp.abort_task(N1, 5, 1, lun_map=h.map) == TmfResult.LUN_DOES_NOT_EXIST
+
+    asyncio.run(main())
+
+
+def test_abort_task_set_only_touches_own_nexus():
+    async def main():
+        h = Harness()
+        t1 = h.submit(1, nexus=N1)
+        t2 = h.submit(2, nexus=N2)
+        await _settle()
+        h.gate(1).set()
+        assert await h.disp.abort_task_set(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
+        with pytest.raises(TaskAborted):
+            await t1
+        h.gate(2).set()
+        assert (await t2).status == ScsiStatus.GOOD
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("tas", [True, False])
+def test_clear_task_set_tas(tas):
+    async def main():
+        h = Harness()
+        h.lu.tas = tas
+        t1 = h.submit(1, nexus=N1)
+        t2 = h.submit(2, nexus=N2)
+        await _settle()
+        h.gate(1).set()
+        h.gate(2).set()
+        assert await h.disp.clear_task_set(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
+        with pytest.raises(TaskAborted):
+            await t1
+        if tas:
+            assert (await t2).status == ScsiStatus.TASK_ABORTED
+            assert not h.lu.ua.has_pending(N2)
+        else:
+            with pytest.raises(TaskAborted):
+                await t2
+            assert h.lu.ua.pending(N2) == [Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR]
+        assert not h.lu.ua.has_pending(N1)
+
+    asyncio.run(main())
+
+
+def test_lun_reset_aborts_releases_and_sets_ua_for_every_nexus():
+    async def main():
+        h = Harness()
+        h.lu.reservations.reserve(N2)
+        t2 = h.submit(2, nexus=N2)
+        await _settle()
+        h.gate(2).set()
+        assert await h.disp.lun_reset(N1, 0, lun_map=h.map) == TmfResult.FUNCTION_COMPLETE
+        assert (await t2).status == ScsiStatus.TASK_ABORTED  # TAS=1 by default
+        assert h.lu.reservations.spc2_holder is None
+        assert h.lu.ua.pending(N2) == [Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED]
+        assert h.lu.ua.pending(N1) == [Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED]  # the requester too (SAM-5 6.3.3)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("cold", "asc"), [(False, Asc.SCSI_BUS_RESET_OCCURRED), (True, Asc.POWER_ON_OCCURRED)]
+)
+def test_target_reset(cold, asc):
+    async def main():
+        h = Harness()
+        assert await h.disp.target_reset(N1, h.map, cold=cold) == TmfResult.FUNCTION_COMPLETE
+        assert h.lu.ua.pending(N2) == [asc]
+
+    asyncio.run(main())
+
+
+def test_clear_aca_not_supported_and_nexus_loss_aborts():
+    async def main():
+        h = Harness()
+        assert await h.disp.clear_aca(N1, h.lu) == TmfResult.NOT_SUPPORTED
+        assert await h.disp.clear_aca(N1, None) == TmfResult.LUN_DOES_NOT_EXIST
+        t1 = h.submit(1)
+        await _settle()
+        h.gate(1).set()
+        await h.disp.nexus_gone(N1)
+        with pytest.raises(TaskAborted):
+            await t1
+
+    asyncio.run(main())
+
+
+def test_qerr_01_aborts_other_tasks_on_check_condition():
+    async def main():
+        h = Harness()
+        h.lu.qerr = 1
+        t2 = h.submit(2, nexus=N2)
+        await _settle()
+        h.gate(2).set()
+        req = ScsiRequest(N1, 0, bytes((0xC7, 0, 0, 0, 0, 0)), tag=7, lun_map=h.map)
+        assert sense_of(await h.disp.execute(req)) == (5, 0x2000)
+        assert (await t2).status == ScsiStatus.TASK_ABORTED
+
+    asyncio.run(main())
