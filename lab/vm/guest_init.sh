@@ -173,8 +173,8 @@ step_inq() {
 md5() { md5sum "$1" | cut -c1-32; }
 
 step_fs() {
-    printf 'label: dos\nstart=2048, size=%d, type=83\n' $((SL_part_mib * 2048)) | sfdisk -q "$DISK" 2>&1 \
-        | sed 's/^/GUEST sfdisk: /'
+    out=$(printf 'label: dos\nstart=2048, size=%d, type=83\n' $((SL_part_mib * 2048)) | sfdisk -q "$DISK" 2>&1) \
+        || fail fs "sfdisk: $out"
     PART=${DISK}1
     i=0
     while [ ! -b "$PART" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -182,7 +182,7 @@ step_fs() {
     [ -b "$PART" ] || fail fs "partition $PART did not appear"
     r partition "$PART"
     r partition_sectors "$(cat /sys/class/block/${PART#/dev/}/size)"
-    mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$PART" 2>&1 | sed 's/^/GUEST mkfs: /'
+    out=$(mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$PART" 2>&1) || fail fs "mkfs.ext4: $out"
     mount -t ext4 "$PART" /mnt || fail fs "mount after mkfs failed"
     r mkfs ok
     mkdir -p /mnt/data

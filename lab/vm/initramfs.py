@@ -64,8 +64,17 @@ REQUIRED_PROGRAMS: tuple[str, ...] = (
     "sg_turs",
     "sfdisk",
     "mke2fs",
+    "mkfs.ext4",
 )
-OPTIONAL_PROGRAMS: tuple[str, ...] = ("fdisk", "udevadm", "multipath", "multipathd", "dmsetup", "kpartx", "sg_persist")
+OPTIONAL_PROGRAMS: tuple[str, ...] = (
+    "fdisk",
+    "udevadm",
+    "multipath",
+    "multipathd",
+    "dmsetup",
+    "kpartx",
+    "sg_persist",
+)
 #: Host data files copied as they are when present.
 HOST_FILES: tuple[str, ...] = ("/etc/mke2fs.conf", "/etc/iscsi/iscsid.conf")
 #: glibc dlopens libgcc_s for pthread_cancel (multipathd); ldd does not list it.
@@ -126,13 +135,13 @@ def module_closure(modules_dep: str, wanted: Iterable[str]) -> tuple[list[str], 
         base = Path(path).name.split(".ko")[0].replace("-", "_")
         by_name[base] = path
     result: set[str] = set()
-    missing = []
+    missing: list[str] = []
     for name in wanted:
-        path = by_name.get(name.replace("-", "_"))
-        if path is None:
+        found = by_name.get(name.replace("-", "_"))
+        if found is None:
             missing.append(name)
             continue
-        stack = [path]
+        stack = [found]
         while stack:
             p = stack.pop()
             if p not in result:
@@ -191,8 +200,24 @@ def _stage(stage: Path, kernel: KernelImage, log: Log) -> None:
     programs, files, missing = _host_inputs()
     if missing:
         raise InitramfsError(f"host programs missing: {', '.join(missing)}")
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/iscsi", "proc", "sys", "dev", "run", "tmp", "mnt",
-              "root", "var/lib/iscsi", "var/lock", "lib/x86_64-linux-gnu", "lib64"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc/iscsi",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "mnt",
+        "root",
+        "var/lib/iscsi",
+        "var/lock",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+    ):
         (stage / d).mkdir(parents=True, exist_ok=True)
     (stage / "var" / "run").symlink_to("../run")
 
@@ -220,9 +245,11 @@ def _stage(stage: Path, kernel: KernelImage, log: Log) -> None:
 
     dep = (kernel.modules_dir / "modules.dep").read_text()
     paths, not_found = module_closure(dep, MODULES)
-    builtin = (kernel.modules_dir / "modules.builtin").read_text() if (
-        kernel.modules_dir / "modules.builtin"
-    ).exists() else ""
+    builtin = (
+        (kernel.modules_dir / "modules.builtin").read_text()
+        if (kernel.modules_dir / "modules.builtin").exists()
+        else ""
+    )
     builtin_names = {Path(line).name.split(".ko")[0].replace("-", "_") for line in builtin.split()}
     really_missing = [m for m in not_found if m.replace("-", "_") not in builtin_names]
     if really_missing:
@@ -240,7 +267,9 @@ def _stage(stage: Path, kernel: KernelImage, log: Log) -> None:
 
     (stage / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (stage / "etc" / "group").write_text("root:x:0:\ndisk:x:6:\n")
-    (stage / "etc" / "iscsi" / "initiatorname.iscsi").write_text("InitiatorName=iqn.2026-11.org.example:labvm\n")
+    (stage / "etc" / "iscsi" / "initiatorname.iscsi").write_text(
+        "InitiatorName=iqn.2026-11.org.example:labvm\n"
+    )
     (stage / "pattern.bin").write_bytes(pattern_bytes())
     init = stage / "init"
     shutil.copy2(GUEST_INIT, init)

@@ -65,7 +65,9 @@ def parse_versions(apt_cache_output: str) -> list[str]:
 
 
 def available_versions() -> list[str]:
-    out = _run(["apt-cache", "search", "--names-only", rf"^linux-image-{re.escape(KERNEL_SERIES)}-[0-9]+-amd64$"])
+    out = _run(
+        ["apt-cache", "search", "--names-only", rf"^linux-image-{re.escape(KERNEL_SERIES)}-[0-9]+-amd64$"]
+    )
     return parse_versions(out)
 
 

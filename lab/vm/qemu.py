@@ -8,6 +8,7 @@ the parsed results.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -138,10 +139,8 @@ class Qemu:
             return
         if self.proc.poll() is None:
             self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a killed process always goes
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a killed process always goes
-                pass
 
     def qemu_stderr(self) -> str:
         try:
@@ -164,7 +163,9 @@ def kernel_cmdline(params: dict[str, str | int], *, base: str = "console=ttyS0 q
     for key, value in params.items():
         text = str(value)
         if not re.fullmatch(r"[a-z0-9_]+", key) or any(c.isspace() for c in text) or not text:
-            raise ValueError(f"bad guest parameter {key}={text!r}: keys [a-z0-9_], values non-empty, no spaces")
+            raise ValueError(
+                f"bad guest parameter {key}={text!r}: keys [a-z0-9_], values non-empty, no spaces"
+            )
         words.append(f"sanlab.{key}={text}")
     line = " ".join(words)
     if len(line) >= 2048:  # x86 COMMAND_LINE_SIZE

@@ -273,8 +273,8 @@ def _start_tgtd(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
     if shutil.which("tgtd") is None:
         raise TargetStartError("tgtd not installed (Debian package tgt)")
     log = workdir / "tgtd.log"
-    # the control port names tgtd's management socket; derive it from the (free) iSCSI port
-    control_port = spec.portals[0][1]
+    # the control port (1..32767) names tgtd's management socket; derive it from the (free) iSCSI port
+    control_port = 1 + spec.portals[0][1] % 32767
     first = spec.portals[0]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -292,10 +292,11 @@ def _start_tgtd(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
             adm("--mode", "portal", "--op", "new", "--param", f"portal={ip}:{port}")
         adm("--mode", "target", "--op", "new", "--tid", "1", "-T", spec.iqn)
         adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", str(spec.backing_file))
-        if spec.demo_mode:
-            adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL")
-        for initiator in spec.acl_initiators:
-            adm("--mode", "target", "--op", "bind", "--tid", "1", "-I", initiator)
+        # tgtd checks the initiator address list (any address here) and, when non-empty, the name list
+        adm("--mode", "target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL")
+        if not spec.demo_mode:
+            for initiator in spec.acl_initiators:
+                adm("--mode", "target", "--op", "bind", "--tid", "1", "--initiator-name", initiator)
         if spec.chap:
             adm("--mode", "account", "--op", "new", "--user", spec.chap.user, "--password", spec.chap.secret)
             adm("--mode", "account", "--op", "bind", "--tid", "1", "--user", spec.chap.user)
@@ -303,10 +304,26 @@ def _start_tgtd(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
             m = spec.mutual_chap
             adm("--mode", "account", "--op", "new", "--user", m.user, "--password", m.secret)
             adm("--mode", "account", "--op", "bind", "--tid", "1", "--user", m.user, "--outgoing")
+        # an account bound without --tid is tgtd's global one, used for SendTargets discovery sessions
+        if spec.discovery_chap:
+            d = spec.discovery_chap
+            adm("--mode", "account", "--op", "new", "--user", d.user, "--password", d.secret)
+            adm("--mode", "account", "--op", "bind", "--user", d.user)
+        if spec.discovery_mutual_chap:
+            dm = spec.discovery_mutual_chap
+            adm("--mode", "account", "--op", "new", "--user", dm.user, "--password", dm.secret)
+            adm("--mode", "account", "--op", "bind", "--user", dm.user, "--outgoing")
         _wait_ready(proc, spec, log, "tgtd")
         yield RunningTarget(kind="tgtd", spec=spec, lun=1, log_path=log, pid=proc.pid)
     finally:
-        _stop(proc, log)
+        # tgtd ignores SIGTERM: ask it to shut down through its control socket, then kill
+        if proc.poll() is None:
+            try:
+                _tgtadm(control_port, log, "--mode", "system", "--op", "delete")
+                proc.wait(timeout=5)
+            except (TargetStartError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 @contextmanager

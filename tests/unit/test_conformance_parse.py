@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lab.conformance import group_of, parse_output, summarize, summarize_dir, write_summary
+from lab.conformance import group_of, parse_output, skip_reasons, summarize, summarize_dir, write_summary
 
 
 def _record(test: str, ok: bool) -> str:
@@ -70,6 +70,14 @@ def test_parse_output_collects_skips_and_missing_commands() -> None:
     assert missing == ["ORWRITE", "REPORT SUPPORTED OPCODES", "TMF-WARM_RESET"]
 
 
+def test_skip_reasons_are_counted() -> None:
+    assert skip_reasons(CANNED_OUTPUT) == {
+        "ORWRITE is not implemented": 2,
+        "LBPPB < 2. Skipping test": 1,
+        "REPORT SUPPORTED OPCODES is not implemented": 1,
+    }
+
+
 def test_summarize_folds_repeats_per_suite_and_test() -> None:
     s = summarize(CANNED_XML, CANNED_OUTPUT)
     assert s.error == ""
@@ -86,6 +94,7 @@ def test_summarize_folds_repeats_per_suite_and_test() -> None:
     report = s.report()
     assert "FAILED Verify10.Mismatch" in report
     assert "pr: ran 2, passed 1, failed 1" in report
+    assert "   2 x ORWRITE is not implemented" in report
 
 
 def test_missing_and_truncated_xml_are_errors_not_crashes() -> None:

@@ -93,7 +93,16 @@ def test_read_capacity_16_reports_thin_provisioning() -> None:
     r = run(lu, bytes.fromhex("9e10 0000000000000000 00000020 0000"), alloc=32)
     data = bytes(r.data_in)
     assert data[:12] == (BLOCKS - 1).to_bytes(8, "big") + BS.to_bytes(4, "big")
-    assert data[14] & 0xC0 == 0xC0  # LBPME, LBPRZ
+    assert data[14] & 0xC0 == 0x80  # LBPME; LBPRZ is off by default, as LIO's unmap_zeroes_data=0
+    assert (
+        bytes(
+            run(
+                make_lu(unmap_zeroes_data=1), bytes.fromhex("9e10 0000000000000000 00000020 0000"), alloc=32
+            ).data_in
+        )[14]
+        & 0xC0
+        == 0xC0
+    )
     r = run(lu, bytes.fromhex("25000000000000000000"))
     assert bytes(r.data_in) == (BLOCKS - 1).to_bytes(4, "big") + BS.to_bytes(4, "big")
     # allocation length truncates
@@ -122,15 +131,23 @@ def test_write_same_writes_pattern() -> None:
 
 
 def test_write_same_unmap_deallocates() -> None:
-    lu = make_lu()
+    # LBPRZ=1: unmap only when the block is zeros; UNMAP=1 with non-zero data writes the data (SBC-3 4.7.3.4)
+    lu = make_lu(unmap_zeroes_data=1)
     write(lu, 0, b"\xff" * (64 * BS))
     assert lba_status(lu, 0)[0] == (0, 64, 0)
     assert run(lu, ws16(0, 64, 0x08), bytes(BS)).status == ScsiStatus.GOOD
     assert read(lu, 0, 64) == bytes(64 * BS)
     assert lba_status(lu, 0)[0] == (0, BLOCKS, 1)
-    # UNMAP=1 with non-zero data writes the data instead
     assert run(lu, ws16(0, 8, 0x08), b"\x01" * BS).status == ScsiStatus.GOOD
     assert read(lu, 0, 8) == b"\x01" * (8 * BS)
+
+
+def test_write_same_unmap_without_lbprz_deallocates_whatever_the_data() -> None:
+    # LBPRZ=0: unmapped content is indeterminate, so UNMAP=1 deallocates even for a non-zero block (as LIO)
+    lu = make_lu()
+    write(lu, 0, b"\xff" * (16 * BS))
+    assert run(lu, ws16(0, 16, 0x08), b"\xff" * BS).status == ScsiStatus.GOOD
+    assert lba_status(lu, 0)[0] == (0, BLOCKS, 1)
 
 
 def test_write_same_checks() -> None:

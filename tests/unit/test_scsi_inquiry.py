@@ -168,7 +168,8 @@ def test_vpd_b1_rotation_rate():
 
 
 def test_vpd_b2_logical_block_provisioning():
-    assert bytes(_inq(1, 0xB2, lu=make_lu(thin=True)).data_in) == bytes.fromhex("00b2000400e40200")
+    # LBPU, LBPWS, LBPWS10; LBPRZ clear by default (unmap_zeroes_data=0, as LIO)
+    assert bytes(_inq(1, 0xB2, lu=make_lu(thin=True)).data_in) == bytes.fromhex("00b2000400e00200")
     assert bytes(_inq(1, 0xB2).data_in) == bytes.fromhex("00b2000400000000")
 
 

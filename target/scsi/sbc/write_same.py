@@ -61,7 +61,10 @@ async def write_same(ctx: CommandContext) -> ScsiResult:
     if nblocks == 0:
         return ScsiResult(status=ScsiStatus.GOOD)
     async with common.range_lock(lu).hold(lba, nblocks):
-        if unmap and common.lbprz(lu) and not any(block):
+        # SBC-3 4.7.3.4: with UNMAP the device server may deallocate when an unmapped block reads back as the
+        # Data-Out block would: always with LBPRZ=0 (unmapped content is indeterminate), only for a zero block
+        # with LBPRZ=1 (anything else is written)
+        if unmap and (not common.lbprz(lu) or not any(block)):
             await common.medium_unmap(lu, lba, nblocks)
             if not common.write_cache_enabled(lu):
                 await common.medium_flush(lu)
