@@ -69,3 +69,4 @@ def test_libiscsi_conformance(
     assert not summary.error, f"{summary.error}\n{summary.report()}"
     assert summary.ran > 0, summary.report()
     assert summary.failed_in("core") == [], f"core conformance failures:\n{summary.report()}"
+    assert summary.unexplained_skips() == [], f"skips without an explanation:\n{summary.report()}"

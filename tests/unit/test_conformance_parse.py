@@ -117,3 +117,15 @@ def test_summary_round_trips_through_json(tmp_path: Path) -> None:
         "pr": ["ProutReserve.OwnershipEA"],
     }
     assert data["by_group"]["core"] == {"ran": 5, "passed": 3, "failed": 2}
+
+
+def test_every_skip_needs_an_explanation() -> None:
+    output = (
+        "    [SKIPPED] PERSISTENT RESERVE IN is not implemented.\n"
+        "    [SKIPPED] LBPPB < 2. Skipping test\n"
+        "    [SKIPPED] SOMETHING NEW is not implemented.\n"
+    )
+    summary = summarize(None, output)
+    assert summary.unexplained_skips() == ["SOMETHING NEW is not implemented"]
+    assert "UNEXPLAINED" in summary.report()
+    assert "persistent reservations" in summary.report()
