@@ -202,6 +202,10 @@ class LoginOffer:
     security: dict[str, str] = field(default_factory=dict)
 
 
+#: initiator declarations that may be repeated, unchanged, in later PDUs of one login
+REPEATABLE_DECLARATIONS = frozenset({"InitiatorName", "InitiatorAlias", "TargetName", "SessionType"})
+
+
 class LoginNegotiator:
     """Operational (and security-key routing) negotiation for one connection's login."""
 
@@ -209,8 +213,8 @@ class LoginNegotiator:
         self.settings = dict(settings)
         self.leading = leading
         self.discovery = discovery
-        #: keys the initiator has sent in this login (6.2: at most once each)
-        self.seen: set[str] = set()
+        #: keys the initiator has sent in this login, with their values (6.2: at most once each)
+        self.seen: dict[str, str] = {}
         #: negotiated outcomes and initiator declarations, by key
         self.values: dict[str, str] = {}
         #: whether the target has declared its MaxRecvDataSegmentLength yet
@@ -227,8 +231,13 @@ class LoginNegotiator:
         offer = LoginOffer()
         for name, value in pairs:
             if name in self.seen:
+                # libiscsi repeats its declarations (InitiatorName, SessionType, ...) in every security-stage
+                # PDU of a CHAP exchange; LIO accepts an identical repeat, so do we. Anything else sent twice,
+                # or a declaration that changes, is a protocol error.
+                if name in REPEATABLE_DECLARATIONS and self.seen[name] == value:
+                    continue
                 raise NegotiationError(LoginStatus.INITIATOR_ERROR, f"key {name} sent twice")
-            self.seen.add(name)
+            self.seen[name] = value
             if not K.valid_key_name(name):
                 raise NegotiationError(LoginStatus.INITIATOR_ERROR, f"malformed key name {name[:64]!r}")
             keydef = K.lookup(name)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from target.iscsi import keys as K
 from target.iscsi.negotiation import (
     LoginNegotiator,
+    NegotiationError,
     TextNegotiator,
     answer_for,
     result_and,
@@ -202,3 +204,16 @@ def test_text_negotiator_non_final_request_keeps_exchange_open() -> None:
     assert out.reply is not None and not out.reply.final and out.reply.ttt != RESERVED_TAG
     out2 = tn.receive(_text(data=b"", ttt=out.reply.ttt))
     assert out2.reply is not None and out2.reply.final
+
+
+def test_identical_declaration_may_repeat_but_a_changed_one_or_a_negotiated_key_may_not() -> None:
+    # libiscsi repeats InitiatorName/SessionType in every security-stage PDU of a CHAP login (LIO accepts it)
+    neg = LoginNegotiator(target_settings({}), discovery=True)
+    neg.process([("InitiatorName", "iqn.2026-11.x:i"), ("SessionType", "Discovery")], security_stage=True)
+    neg.process([("InitiatorName", "iqn.2026-11.x:i"), ("SessionType", "Discovery")], security_stage=True)
+    with pytest.raises(NegotiationError):
+        neg.process([("InitiatorName", "iqn.2026-11.x:other")], security_stage=True)
+    neg2 = LoginNegotiator(target_settings({}))
+    neg2.process([("MaxBurstLength", "65536")], security_stage=False)
+    with pytest.raises(NegotiationError):
+        neg2.process([("MaxBurstLength", "65536")], security_stage=False)
