@@ -60,6 +60,11 @@ class Runtime:
         return _settings_float(self.config, "nopin_timeout_s", 15.0)
 
     @property
+    def login_timeout(self) -> float:
+        """Seconds a connection may take to complete its login (LIO login_timeout, default 15)."""
+        return max(0.05, _settings_float(self.config, "login_timeout_s", 15.0))
+
+    @property
     def shutdown_grace(self) -> float:
         """Seconds to wait for initiators to log out after the Async Message on shutdown."""
         return _settings_float(self.config, "shutdown_grace_s", 2.0)

@@ -11,7 +11,7 @@ This is the only module that touches sockets and the event loop. Per connection:
                     ParamsChanged     -> PduReader limit update
                     CloseConnection   -> flush, close the socket
 
-A once-a-second ticker drives the NOP-In keepalive of every connection. On SIGINT/SIGTERM (`run`) or when
+A ticker (once a second, faster for short keepalive settings) drives the NOP-In keepalive of every connection. On SIGINT/SIGTERM (`run`) or when
 `stop` is set (`serve`), listeners close, every session gets an Async Message asking for logout, and after a
 short grace period the remaining connections are closed. An exception in one connection is logged and ends
 only that connection.
@@ -25,7 +25,7 @@ import inspect
 import logging
 import signal
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from target.config.model import Config
@@ -76,6 +76,33 @@ def _maybe_await(value: Any) -> None:
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task failed", exc_info=task.exception())
+
+
+def describe_params(result: LoginResult) -> dict[str, str]:
+    """The negotiated values worth a line in the log (and a structured `iscsi_params` record attribute)."""
+    sp, cp = result.session_params, result.connection_params
+    out = {
+        "TargetName": result.target_name or "-",
+        "AuthMethod": result.auth_method + (" (mutual)" if result.mutual_chap else ""),
+        "HeaderDigest": "CRC32C" if cp.header_digest else "None",
+        "DataDigest": "CRC32C" if cp.data_digest else "None",
+        "MaxRecvDataSegmentLength": str(cp.max_recv_data_segment_length),
+        "MaxXmitDataSegmentLength": str(cp.max_xmit_data_segment_length),
+    }
+    if not result.discovery:
+        out.update(
+            {
+                "MaxConnections": str(sp.max_connections),
+                "InitialR2T": "Yes" if sp.initial_r2t else "No",
+                "ImmediateData": "Yes" if sp.immediate_data else "No",
+                "FirstBurstLength": str(sp.first_burst_length),
+                "MaxBurstLength": str(sp.max_burst_length),
+                "MaxOutstandingR2T": str(sp.max_outstanding_r2t),
+                "ErrorRecoveryLevel": str(sp.error_recovery_level),
+                "CmdSNDepth": str(result.cmdsn_depth),
+            }
+        )
+    return out
 
 
 class _Link:
@@ -154,15 +181,18 @@ class TargetServer:
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        # tick often enough for the configured keepalive (at most once a second, at least every 50 ms)
+        timers = [t for t in (self.rt.nopin_interval, self.rt.nopin_timeout) if t > 0]
+        period = max(0.05, min([1.0, *(t / 4 for t in timers)]))
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(period)
             now = loop.time()
             for link in list(self._links):
                 try:
                     link.conn.tick(now)
                     self._pump(link)
                 except Exception:
-                    log.exception("%s: timer failed", link.conn.name)
+                    link.conn.log.with_logger(log).exception("timer failed")
 
     # ------------------------------------------------------------------------------ one connection
 
@@ -178,7 +208,7 @@ class TargetServer:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await self._serve_connection(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            log.info("connection from %s ended: %s", peer, exc)
+            log.warning("connection from %s ended: %s", peer, exc)
         except Exception:
             log.exception("connection from %s failed", peer)
         finally:
@@ -193,11 +223,26 @@ class TargetServer:
         peer = (str(peername[0]), int(peername[1])) if peername else None
         framer = PduReader(max_data_segment_length=LOGIN_SEGMENT)
         machine = LoginMachine(self.config, local, self.rt.sessions, initiator_address=peer)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timeout = self.rt.login_timeout
         try:
-            async with asyncio.timeout(machine.timeout_s):
-                result = await self._login(reader, writer, framer, machine)
+            # the whole login is bounded in time (LIO login_timeout): a silent or dribbling peer is dropped
+            async with asyncio.timeout(timeout) as deadline:
+
+                def tpg_known() -> None:
+                    # once the TPG is known its own login_timeout attribute applies (if configured)
+                    nonlocal timeout
+                    if machine.tpg is not None and "login_timeout" in machine.tpg.attributes:
+                        timeout = float(machine.timeout_s)
+                        deadline.reschedule(started + timeout)
+
+                result = await self._login(reader, writer, framer, machine, peer, tpg_known)
         except TimeoutError:
-            log.warning("login from %s timed out after %ss", peer, machine.timeout_s)
+            log.warning("login from %s timed out after %ss, closing", peer, timeout)
+            return
+        except FramingError as exc:
+            log.warning("login from %s: framing error: %s, closing", peer, exc)
             return
         if result is None:
             return
@@ -209,13 +254,15 @@ class TargetServer:
         framer.max_data_segment_length = cp.max_recv_data_segment_length
         self._links.add(link)
         conn.wakeup = lambda: self._schedule_pump(link)
-        log.info(
-            "%s: %s login from %s (%s), %s",
-            conn.name,
+        negotiated = describe_params(result)
+        conn.log.with_logger(log).info(
+            "%s login from %s (%s): %s; %s",
             result.session_type.value,
-            result.initiator_name,
             peer,
+            result.initiator_alias or "no alias",
             result.kind.value,
+            " ".join(f"{k}={v}" for k, v in negotiated.items()),
+            extra={"params": negotiated},
         )
         try:
             await self._full_feature(reader, link)
@@ -230,29 +277,42 @@ class TargetServer:
         writer: asyncio.StreamWriter,
         framer: PduReader,
         machine: LoginMachine,
+        peer: tuple[str, int] | None,
+        tpg_known: Callable[[], None],
     ) -> LoginResult | None:
         while True:
             raw = framer.next_pdu()
             if raw is None:
                 data = await reader.read(READ_CHUNK)
                 if not data:
+                    log.info("connection from %s closed during login", peer)
                     return None
                 framer.feed(data)
                 continue
             if raw.opcode != Opcode.LOGIN_REQUEST:
-                log.warning("non-login PDU (opcode 0x%02x) during login: closing", raw.opcode)
+                # RFC 7143 6.3: only Login Requests before the full feature phase; there is no Reject here
+                log.warning("non-login PDU (opcode 0x%02x) during login from %s: closing", raw.opcode, peer)
                 return None
             try:
-                req = codec.decode_pdu(raw)
+                req = codec.decode_pdu(raw, from_initiator=True)
             except codec.PduDecodeError as exc:
-                log.warning("malformed login request: %s", exc)
-                return None
-            step = machine.receive(req)  # type: ignore[arg-type]
+                # e.g. T and C both set (RFC 7143 11.12.2): answer Initiator Error (02/00), then close
+                log.warning("malformed login request from %s: %s", peer, exc)
+                step = machine.malformed(raw.bhs, str(exc))
+            else:
+                step = machine.receive(req)  # type: ignore[arg-type]
+                tpg_known()
             for resp in step.responses:
                 writer.writelines(codec.encode_pdu(resp))
             await writer.drain()
             if step.failed:
-                log.info("login failed: %s (%s)", step.status.name, step.reason)
+                log.warning(
+                    "login from %s (%s) failed: %s (%s)",
+                    peer,
+                    machine.initiator_name or "?",
+                    step.status.name,
+                    step.reason,
+                )
                 return None
             if step.complete:
                 return step.result
@@ -333,7 +393,7 @@ class TargetServer:
                         break
             except FramingError as exc:
                 # header digest error, oversized segment, buffer bound: the connection cannot continue
-                log.warning("%s: framing error: %s", conn.name, exc)
+                conn.log.with_logger(log).warning("framing error: %s", exc)
                 conn.close(f"framing error: {exc}")
             self._pump(link)
             if conn.closed or link.closing:
@@ -345,7 +405,7 @@ class TargetServer:
             try:
                 link.framer.feed(data)
             except FramingError as exc:
-                log.warning("%s: framing error: %s", conn.name, exc)
+                conn.log.with_logger(log).warning("framing error: %s", exc)
                 conn.close(f"framing error: {exc}")
         self._pump(link)
         with contextlib.suppress(ConnectionError, OSError):
@@ -391,11 +451,11 @@ class TargetServer:
         try:
             result = await self.rt.dispatcher.execute(event.request)
         except TaskAborted:
-            log.info("%s: itt=0x%08x aborted", conn.name, event.task.itt)
+            conn.log.with_logger(log).debug("aborted: no response", extra={"itt": event.task.itt})
             conn.command_aborted(event.task)
             return
         except Exception:
-            log.exception("%s: itt=0x%08x: SCSI layer failed", conn.name, event.task.itt)
+            conn.log.with_logger(log).exception("SCSI layer failed", extra={"itt": event.task.itt})
             result = ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_INTERNAL_FAILURE)
         conn.command_complete(event.task, result)
         if not link.closing and link.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:

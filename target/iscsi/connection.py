@@ -90,6 +90,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("target.iscsi.connection")
 
+if TYPE_CHECKING:
+    _AdapterBase = logging.LoggerAdapter[logging.Logger]
+else:
+    _AdapterBase = logging.LoggerAdapter
+
+
+class SessionLog(_AdapterBase):
+    """Structured logging for one connection: every line is prefixed with the session's identity (initiator
+    name, ISID, TSIH, CID) and carries it as record attributes (`iscsi_initiator`, `iscsi_isid`, `iscsi_tsih`,
+    `iscsi_cid`) for structured handlers. Lines about a command pass `extra={"itt": itt}`: the prefix then
+    names the ITT too and the record gets `iscsi_itt`."""
+
+    def __init__(self, logger: logging.Logger, *, initiator: str, isid: int, tsih: int, cid: int) -> None:
+        super().__init__(
+            logger, {"iscsi_initiator": initiator, "iscsi_isid": isid, "iscsi_tsih": tsih, "iscsi_cid": cid}
+        )
+        self.prefix = f"[{initiator} isid=0x{isid:012x} tsih={tsih} cid={cid}]"
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        call_extra = kwargs.get("extra") or {}
+        itt = call_extra.get("itt")
+        extra.update({k if k.startswith("iscsi_") else f"iscsi_{k}": v for k, v in call_extra.items()})
+        kwargs["extra"] = extra
+        if itt is not None:
+            return f"{self.prefix} itt=0x{int(itt):08x}: {msg}", kwargs
+        return f"{self.prefix}: {msg}", kwargs
+
+    def with_logger(self, logger: logging.Logger) -> SessionLog:
+        """The same identity on another logger (e.g. target.iscsi.tmf, target.server)."""
+        other = SessionLog.__new__(SessionLog)
+        logging.LoggerAdapter.__init__(other, logger, dict(self.extra or {}))
+        other.prefix = self.prefix
+        return other
+
 
 # --------------------------------------------------------------------------- events
 
@@ -157,7 +192,11 @@ class Connection:
         self.statsn = statsn & 0xFFFFFFFF  # the next StatSN to assign
         self.settings = settings or ConnectionSettings()
         self.text_negotiator = text_negotiator
-        self.name = name or f"tsih={session.tsih} cid={cid}"
+        nexus = session.nexus
+        self.log = SessionLog(
+            log, initiator=nexus.initiator_name, isid=nexus.isid, tsih=session.tsih, cid=cid
+        )
+        self.name = name or self.log.prefix
         self.tasks: dict[int, Task] = {}
         self.closed = False
         self.wakeup: Callable[[], None] | None = None
@@ -188,14 +227,15 @@ class Connection:
         self._ping_ttt = None
         self._current_bhs = bytes(raw.bhs)
         try:
-            pdu = codec.decode_pdu(raw)
+            # a target opcode sent by the initiator is a protocol error (RFC 7143 11.2.1.2)
+            pdu = codec.decode_pdu(raw, from_initiator=True)
         except codec.PduDecodeError as exc:
-            log.warning("%s: rejecting malformed PDU: %s", self.name, exc)
+            self.log.warning("rejecting malformed PDU: %s", exc, extra={"itt": raw.itt})
             self._reject(exc.reason)
             return
         if not raw.data_digest_ok:
             # RFC 7143 7.8: answer with Reject (Data Digest Error) and discard the PDU
-            log.warning("%s: data digest error on %s", self.name, type(pdu).__name__)
+            self.log.warning("data digest error on %s", type(pdu).__name__, extra={"itt": raw.itt})
             self._reject(RejectReason.DATA_DIGEST_ERROR)
             return
         self._dispatch(pdu)
@@ -217,9 +257,7 @@ class Connection:
             return
         if self._ping_ttt is not None:
             if now - self._ping_sent >= self.settings.nopin_timeout:
-                log.warning(
-                    "%s: no answer to NOP-In within %ss, dropping", self.name, self.settings.nopin_timeout
-                )
+                self.log.warning("no answer to NOP-In within %ss, dropping", self.settings.nopin_timeout)
                 self.close("nop-in timeout")
             return
         if now - self._last_rx >= self.settings.nopin_interval:
@@ -234,7 +272,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        log.info("%s: connection closed: %s", self.name, reason)
+        self.log.info("connection closed: %s", reason)
         for task in list(self.tasks.values()):
             self._drop_task(task)
         self.tasks.clear()
@@ -271,6 +309,17 @@ class Connection:
         if self.tasks.get(task.itt) is task:
             task.state = TaskState.ABORTED
             self._finish_task(task)
+
+    def command_aborted_by_other(self, task: Task, *, tas: bool) -> None:
+        """A TMF of ANOTHER I_T nexus (LUN reset, target reset, CLEAR TASK SET) aborted `task` before it reached
+        the SCSI layer (e.g. still waiting for Data-Out). SAM-5 5.6 / SPC-4 7.5.8 (control mode page TAS): with
+        TAS=1 the task completes with TASK ABORTED status, with TAS=0 it just ends without a response."""
+        if self.tasks.get(task.itt) is not task or task.state in (TaskState.EXECUTING, TaskState.DONE):
+            return
+        task.state = TaskState.ABORTED  # its CmdSN slot is freed now (or when its turn comes)
+        self._finish_task(task)
+        if tas and not self.closed:
+            self._respond(task, ScsiResult(status=ScsiStatus.TASK_ABORTED))
 
     def tmf_complete(self, job: tmf.TmfJob, response: int) -> None:
         if self.closed:
@@ -338,7 +387,7 @@ class Connection:
         """Pass through the CmdSN window; deliver what became due (maybe on other connections)."""
         result = self.session.window.submit(cmdsn, immediate, (self, item))
         if result.admission is Admission.DROPPED:
-            log.debug("%s: CmdSN %d outside window, dropped", self.name, cmdsn)
+            self.log.debug("CmdSN %d outside window, dropped", cmdsn, extra={"itt": pdu.itt})
             return False
         _deliver_all(result.deliver)
         return True
@@ -437,7 +486,7 @@ class Connection:
             task.early_status = (ScsiStatus.TASK_SET_FULL, b"")
         # set everything up first: delivery (maybe at once) executes the task when its data is in
         if not cmd.immediate and not s.window.in_window(cmd.cmdsn):
-            log.debug("%s: CmdSN %d outside window, dropped", self.name, cmd.cmdsn)
+            self.log.debug("CmdSN %d outside window, dropped", cmd.cmdsn, extra={"itt": cmd.itt})
             return
         self.tasks[task.itt] = task
         if cmd.immediate:
@@ -500,7 +549,7 @@ class Connection:
             expected_out_length=task.write_length,
             lun_map=self.session.lun_map,
         )
-        log.debug("%s: execute itt=0x%08x lun=%d cdb=%s", self.name, task.itt, task.lun, task.cdb[:1].hex())
+        self.log.debug("execute lun=%d cdb=%s", task.lun, task.cdb[:1].hex(), extra={"itt": task.itt})
         self._emit(ExecuteCommand(task, request))
 
     # ------------------------------------------------------------------------- Data-Out
@@ -509,7 +558,7 @@ class Connection:
         task = self.tasks.get(pdu.itt)
         if task is None or task.early_status is not None or task.state is TaskState.ABORTED:
             # LIO: "Unable to locate ITT ... dumping payload": e.g. data for a task just aborted
-            log.debug("%s: Data-Out for unknown ITT 0x%08x dropped", self.name, pdu.itt)
+            self.log.debug("Data-Out for an unknown task dropped", extra={"itt": pdu.itt})
             return
         if not task.write or task.state is not TaskState.RECEIVING:
             self._reject_pdu(pdu, RejectReason.PROTOCOL_ERROR)
@@ -517,7 +566,7 @@ class Connection:
         try:
             task.data_out(pdu.ttt, pdu.datasn, pdu.buffer_offset, pdu.data, pdu.final)
         except DataOutError as exc:
-            log.warning("%s: itt=0x%08x: %s", self.name, task.itt, exc)
+            self.log.warning("bad Data-Out: %s", exc, extra={"itt": task.itt})
             self._reject_pdu(pdu, exc.reason)
             # a sequence may have ended: ask for what is still missing
             self._send_r2ts(task)
@@ -694,11 +743,11 @@ class Connection:
         try:
             outcome = self.text_negotiator.receive(req)
         except Exception:
-            log.exception("%s: text negotiation failed", self.name)
+            self.log.exception("text negotiation failed", extra={"itt": req.itt})
             self._reject_pdu(req, RejectReason.PROTOCOL_ERROR)
             return
         if outcome.reply is None:
-            log.warning("%s: text request rejected: %s", self.name, outcome.error)
+            self.log.warning("text request rejected: %s", outcome.error, extra={"itt": req.itt})
             self._reject_pdu(req, RejectReason.PROTOCOL_ERROR)
             return
         window = self.session.window
@@ -743,6 +792,14 @@ class Connection:
         elif close_self:
             for task in list(self.tasks.values()):
                 self._drop_task(task)
+        try:
+            reason_name = LogoutReason(req.reason).name
+        except ValueError:
+            reason_name = str(req.reason)
+        self.log.info(
+            "logout request: %s (CID %d): %s", reason_name, req.cid, LogoutResponseCode(code).name,
+            extra={"itt": req.itt},
+        )  # fmt: skip
         self._send(
             LogoutResponse(itt=req.itt, statsn=0, exp_cmdsn=0, max_cmdsn=0, response=code), advance=True
         )

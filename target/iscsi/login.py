@@ -9,8 +9,9 @@ then enter the full feature phase with `step.result`).
 Stages (CSG/NSG, 11.12.3): the first request starts in the security stage (0) or, when it skips
 authentication, in the operational stage (1). A request with T=1 asks to move to NSG; the target agrees
 (T=1, same NSG) once its side of the stage is done: in the security stage when the chosen AuthMethod has
-completed, in the operational stage at once (this target makes no offers of its own, so nothing stays
-open). The response that moves to the full feature phase (NSG=3) carries the TSIH.
+completed, in the operational stage at once, unless the TPG configures values the RFC defaults do not
+satisfy for keys the initiator did not offer: then the target offers those keys with T=0 and agrees to the
+transition once the initiator has answered (`LoginNegotiator.proposals`, RFC 7143 6.2). The response that moves to the full feature phase (NSG=3) carries the TSIH.
 
     stage      request                          target answer
     --------   ------------------------------   ---------------------------------------------------------
@@ -394,7 +395,19 @@ class LoginMachine:
             raise LoginFailure(LoginStatus.AUTHENTICATION_FAILURE, "authentication required")
         answers.extend(self._declarations())
         answers.extend(offer.answers)
+        if self.stage is Stage.OPERATIONAL and self.negotiator.offers_pending:
+            # 6.2: the initiator had to answer our offers in this request; it did not, so they lapse
+            lapsed = self.negotiator.withdraw_offers()
+            log.warning("initiator %s did not answer the target's offer of %s", self.initiator_name, lapsed)
         transit = req.transit and self._stage_done()
+        if transit and self.stage is Stage.OPERATIONAL:
+            # the initiator is done offering: the target offers what it needs and holds the transition until
+            # the initiator has answered (RFC 7143 6.2, 5.3)
+            proposals = self.negotiator.proposals()
+            if proposals:
+                log.debug("offering %s to %s", proposals, self.initiator_name)
+                answers.extend(proposals)
+                transit = False
         if self.stage is Stage.SECURITY and req.transit and not transit and self._auth_impossible():
             raise LoginFailure(LoginStatus.AUTHENTICATION_FAILURE, "authentication required")
         if self.stage is Stage.OPERATIONAL or (transit and req.nsg == Stage.FULL_FEATURE):
@@ -429,7 +442,10 @@ class LoginMachine:
         if self.session_type is SessionType.DISCOVERY:
             settings.pop("TargetAlias", None)
         self.negotiator = LoginNegotiator(
-            settings, leading=leading, discovery=self.session_type is SessionType.DISCOVERY
+            settings,
+            leading=leading,
+            discovery=self.session_type is SessionType.DISCOVERY,
+            configured=self.tpg.parameters if self.tpg is not None else None,
         )
 
     def _authorize_discovery(self) -> None:

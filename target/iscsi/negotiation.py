@@ -13,8 +13,13 @@ sent by the wrong party, or no acceptable list value. A key offered twice in one
 (6.2: "Neither the initiator nor the target should attempt to declare or negotiate a parameter more than
 once during login") and fails the login with Initiator Error.
 
-The target only answers; it does not open negotiations of its own (beyond declarations), so a key the
-initiator does not offer keeps its RFC default. `LoginNegotiator` is used during login (one per connection);
+Target offers (RFC 7143 6.2, 5.3): a key the initiator does not offer keeps its RFC default, unless the TPG
+explicitly configures a value the RFC default does not satisfy (e.g. MaxBurstLength=131072, InitialR2T=No,
+HeaderDigest=CRC32C). The target then offers such keys itself (`proposals()`), in its response to the
+initiator's request to leave the operational stage, with T=0; the initiator must answer them in its next
+request (`process()` treats a returning proposed key as that answer and checks it against the key's result
+function), and only then can the login move on. An initiator that ignores the offers leaves the keys at their
+RFC defaults (logged), rather than hanging the login. `LoginNegotiator` is used during login (one per connection);
 `TextNegotiator` runs the full feature phase Text Request/Response exchange, including SendTargets and
 continuation (C bit) in both directions.
 """
@@ -209,10 +214,23 @@ REPEATABLE_DECLARATIONS = frozenset({"InitiatorName", "InitiatorAlias", "TargetN
 class LoginNegotiator:
     """Operational (and security-key routing) negotiation for one connection's login."""
 
-    def __init__(self, settings: Mapping[str, str], *, leading: bool = True, discovery: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, str],
+        *,
+        leading: bool = True,
+        discovery: bool = False,
+        configured: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = dict(settings)
         self.leading = leading
         self.discovery = discovery
+        #: the TPG's explicitly configured parameters: candidates for the target's own offers
+        self.configured = {k: str(v) for k, v in (configured or {}).items()}
+        #: keys the target offered itself and the values it offered, until the initiator answers
+        self.proposed: dict[str, str] = {}
+        #: whether the target has made its offers (once per login)
+        self.proposals_made = False
         #: keys the initiator has sent in this login, with their values (6.2: at most once each)
         self.seen: dict[str, str] = {}
         #: negotiated outcomes and initiator declarations, by key
@@ -244,6 +262,10 @@ class LoginNegotiator:
             if keydef is None:
                 offer.answers.append((name, K.NOT_UNDERSTOOD))
                 continue
+            if name in self.proposed:
+                # the initiator's answer to the target's own offer (6.2): no answer back
+                self._take_answer(keydef, self.proposed.pop(name), value)
+                continue
             if keydef.use is Use.SECURITY:
                 if not security_stage:
                     # RFC 7143 6.3: security keys only in the security stage
@@ -255,6 +277,89 @@ class LoginNegotiator:
                 offer.answers.append((name, answer))
         self._fix_burst_lengths(offer.answers)
         return offer
+
+    # ---- the target's own offers
+
+    def proposals(self) -> list[tuple[str, str]]:
+        """The keys the target offers itself (once per login; see the module docstring): explicitly configured,
+        negotiable keys the initiator did not offer whose RFC default the configured value does not satisfy."""
+        if self.proposals_made:
+            return []
+        self.proposals_made = True
+        out: list[tuple[str, str]] = []
+        for name, value in self.configured.items():
+            keydef = K.lookup(name)
+            if keydef is None or name in self.seen or not self._may_offer(keydef, value):
+                continue
+            out.append((name, value))
+        names = {n for n, _ in out}
+        # 13.14: FirstBurstLength MUST NOT exceed MaxBurstLength; a smaller MaxBurstLength drags it along
+        burst = K.parse_number(dict(out).get("MaxBurstLength", "") or "")
+        if burst is not None and "FirstBurstLength" not in self.seen and "FirstBurstLength" not in names:
+            first = K.parse_number(self.own("FirstBurstLength") or "") or 65536
+            if first > burst:
+                out.append(("FirstBurstLength", str(burst)))
+        self.proposed = dict(out)
+        return out
+
+    def _may_offer(self, keydef: KeyDef, value: str) -> bool:
+        if (
+            Sender.TARGET not in keydef.senders
+            or keydef.kind is KeyKind.DECLARATIVE
+            or keydef.fixed_answer is not None
+            or keydef.use not in (Use.LO, Use.IO)
+            or (keydef.leading_only and not self.leading)
+            or (keydef.irrelevant_in_discovery and self.discovery)
+            or keydef.default is None
+        ):
+            return False
+        if keydef.kind is KeyKind.LIST:
+            tokens = K.split_list(value)
+            valid = bool(tokens) and all(t in keydef.values for t in tokens)
+            return valid and keydef.default not in tokens
+        if keydef.kind in (KeyKind.NUMERICAL_MIN, KeyKind.NUMERICAL_MAX):
+            number = K.parse_number(value)
+            return number is not None and keydef.in_range(number) and number != K.parse_number(keydef.default)
+        flag = K.parse_boolean(value)
+        return flag is not None and flag != K.parse_boolean(keydef.default)
+
+    @property
+    def offers_pending(self) -> bool:
+        """The target offered keys the initiator has not answered yet."""
+        return bool(self.proposed)
+
+    def withdraw_offers(self) -> list[str]:
+        """The initiator went on without answering: the offered keys keep their RFC defaults."""
+        names = list(self.proposed)
+        self.proposed.clear()
+        return names
+
+    def _take_answer(self, keydef: KeyDef, offered: str, answer: str) -> None:
+        """Check the initiator's answer to our offer against the key's result function (6.2.2)."""
+        name = keydef.name
+        if answer in (K.REJECT, K.IRRELEVANT, K.NOT_UNDERSTOOD):
+            self.values.pop(name, None)  # the key keeps its RFC default
+            return
+        kind = keydef.kind
+        ok = False
+        if kind is KeyKind.LIST:
+            ok = answer in K.split_list(offered)
+        elif kind in (KeyKind.NUMERICAL_MIN, KeyKind.NUMERICAL_MAX):
+            mine, theirs = K.parse_number(offered), K.parse_number(answer)
+            if mine is not None and theirs is not None and keydef.in_range(theirs):
+                ok = theirs <= mine if kind is KeyKind.NUMERICAL_MIN else theirs >= mine
+        else:
+            mine_b, theirs_b = K.parse_boolean(offered), K.parse_boolean(answer)
+            if mine_b is not None and theirs_b is not None:
+                # AND: our No forces No; OR: our Yes forces Yes
+                forced = kind is not KeyKind.BOOLEAN_AND
+                ok = theirs_b == forced if mine_b == forced else True
+        if not ok:
+            raise NegotiationError(
+                LoginStatus.INITIATOR_ERROR,
+                f"answer {answer[:32]!r} to the target's {name}={offered} is invalid",
+            )
+        self.values[name] = answer
 
     def _answer(self, keydef: KeyDef, value: str) -> str | None:
         name = keydef.name

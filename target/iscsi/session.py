@@ -69,6 +69,9 @@ class Session:
         self.logout_requested = False  # we sent an Async Message asking for logout
         #: called once when the session ends (the runtime tells the SCSI layer: nexus_gone)
         self.on_closed: list[Callable[[Session], None]] = []
+        #: the registry holding this session (set by SessionRegistry.add): LUN / target resets reach the
+        #: transport-held tasks of every session through it
+        self.registry: SessionRegistry | None = None
         self._ttt = itertools.count(1)
 
     # SessionInfo view for the login machine
@@ -115,9 +118,11 @@ class Session:
     def add_connection(self, conn: Connection) -> Connection | None:
         """Attach a connection; returns a replaced connection with the same CID (connection reinstatement)."""
         old = self.connections.get(conn.cid)
+        # the new connection goes in first: closing the old one must not look like the session's last
+        # connection going away (RFC 7143 6.3.4: connection reinstatement keeps the session)
+        self.connections[conn.cid] = conn
         if old is not None and old is not conn:
             old.close("connection reinstatement")
-        self.connections[conn.cid] = conn
         return old
 
     def remove_connection(self, conn: Connection) -> None:
@@ -153,6 +158,12 @@ class Session:
                 cb(self)
             except Exception:  # a listener must not stop the others
                 log.exception("session close listener failed")
+
+    def others(self) -> list[Session]:
+        """The other open sessions of the process (empty when the session is not in a registry)."""
+        if self.registry is None:
+            return []
+        return [s for s in self.registry if s is not self and not s.closed]
 
     def request_logout(self) -> None:
         """Shutdown: ask the initiator to log out (Async Message, event 1) on every connection."""
@@ -200,6 +211,7 @@ class SessionRegistry:
 
     def add(self, session: Session) -> None:
         self._by_tsih[session.tsih] = session
+        session.registry = self
         session.on_closed.append(self._forget)
 
     def _forget(self, session: Session) -> None:

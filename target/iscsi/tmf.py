@@ -17,6 +17,11 @@ Answers decided here:
         RefCmdSN in the window, < the TMF's  -> "consider the CmdSN received" (plug the gap), COMPLETE
         otherwise                            -> TASK DOES NOT EXIST
 Aborted tasks get no response on this session (the SCSI layer raises TaskAborted for the ones it runs).
+
+CLEAR TASK SET, LOGICAL UNIT RESET and TARGET WARM/COLD RESET also reach the tasks of OTHER sessions on the
+affected LUs (SAM-5 7.4, 7.10). Those still waiting for Data-Out never reached the SCSI layer, so the
+transport aborts them here, through the session registry: with the LU's TAS bit set they complete with
+TASK ABORTED status, otherwise they end silently (the SCSI layer handles the ones it is running).
 """
 
 from __future__ import annotations
@@ -88,7 +93,11 @@ def prepare(req: TaskMgmtRequest, session: Session, conn: Connection) -> TmfJob:
     if function in _LUN_FUNCTIONS and lun not in session.lun_map:
         job.response = TmfResponse.LUN_DOES_NOT_EXIST
         return job
-    log.info("%s: TMF %s lun=%d rtt=0x%08x", conn.name, function.name, lun, req.rtt)
+    # ABORT TASK can come in bursts from a struggling initiator: DEBUG; the set/LU/target functions are INFO
+    level = logging.DEBUG if function is TmfFunction.ABORT_TASK else logging.INFO
+    conn.log.with_logger(log).log(
+        level, "TMF %s lun=%d rtt=0x%08x", function.name, lun, req.rtt, extra={"itt": req.itt}
+    )
 
     if function is TmfFunction.ABORT_TASK:
         found = session.find_task(req.rtt)
@@ -114,16 +123,43 @@ def prepare(req: TaskMgmtRequest, session: Session, conn: Connection) -> TmfJob:
         for owner, task in list(session.all_tasks()):
             if task.lun == lun and task.state is not TaskState.EXECUTING:
                 _abort_local(owner, task)
+        if function is not TmfFunction.ABORT_TASK_SET:
+            # CLEAR TASK SET and LOGICAL UNIT RESET reach every I_T nexus of the LU (SAM-5 7.4, 7.10)
+            _abort_other_sessions(session, {id(session.lun_map[lun].lu)})
     elif function in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
         for owner, task in list(session.all_tasks()):
             if task.state is not TaskState.EXECUTING:
                 _abort_local(owner, task)
+        # a target reset is a LU reset of every LU the issuing nexus reaches (RFC 7143 11.5.1)
+        _abort_other_sessions(session, {id(access.lu) for access in session.lun_map.values()})
         job.close_all_after = function is TmfFunction.TARGET_COLD_RESET
     return job
 
 
+def _abort_other_sessions(session: Session, lus: set[int]) -> None:
+    """Tasks of OTHER sessions on the reset LUs that are still waiting for Data-Out never reached the SCSI
+    layer, so its reset cannot see them: abort them here. What their initiator sees depends on the LU's TAS
+    bit (control mode page), as for the tasks the SCSI layer aborts. Tasks already executing are the SCSI
+    layer's; tasks with all their data, only waiting for their CmdSN turn, run after the reset (as in LIO)."""
+    for other in session.others():
+        for owner, task in list(other.all_tasks()):
+            if task.state is not TaskState.RECEIVING:
+                continue
+            access = other.lun_map.get(task.lun)
+            if access is None or id(access.lu) not in lus:
+                continue
+            tas = bool(getattr(access.lu, "tas", True))
+            owner.log.with_logger(log).info(
+                "task waiting for Data-Out aborted by a reset from %s (TAS=%d)",
+                session.nexus.initiator_port,
+                int(tas),
+                extra={"itt": task.itt},
+            )
+            owner.command_aborted_by_other(task, tas=tas)
+
+
 def _abort_local(conn: Connection, task: Task) -> None:
-    log.info("%s: task itt=0x%08x aborted before execution", conn.name, task.itt)
+    conn.log.with_logger(log).debug("task aborted before execution", extra={"itt": task.itt})
     conn.command_aborted(task)
 
 

@@ -77,6 +77,12 @@ DEFAULT_KEYS = {
 }
 
 
+#: keys a target declares (they need no answer)
+_TARGET_DECLARATIONS = frozenset(
+    {"TargetAlias", "TargetPortalGroupTag", "TargetAddress", "MaxRecvDataSegmentLength", "TargetName"}
+)
+
+
 class Initiator:
     def __init__(
         self,
@@ -89,7 +95,9 @@ class Initiator:
         self.writer: asyncio.StreamWriter | None = None
         self.framer = PduReader(max_data_segment_length=262144)
         self.itt = itertools.count(1)
-        self.cmdsn = 0
+        self._cmdsn = 0
+        #: MC/S: connections joined to a session share the leading connection's CmdSN counter
+        self.leader: Initiator | None = None
         self.exp_statsn = 0
         self.tsih = 0
         self.cid = 0
@@ -97,6 +105,28 @@ class Initiator:
         self.unsolicited: list[Pdu] = []  # async messages, rejects not tied to a request
         self.header_digest = False
         self.data_digest = False
+        self.offered: dict[str, str] = {}  # operational keys this initiator offered in its last login
+        self.target_offers: dict[str, str] = {}  # keys the target offered on its own (and we accepted)
+
+    @property
+    def cmdsn(self) -> int:
+        return self.leader.cmdsn if self.leader is not None else self._cmdsn
+
+    @cmdsn.setter
+    def cmdsn(self, value: int) -> None:
+        if self.leader is not None:
+            self.leader.cmdsn = value
+        else:
+            self._cmdsn = value
+
+    def join(self) -> Initiator:
+        """A second connection object for this session (MC/S): same name and ISID, shared CmdSN. Log it in
+        with `login(target, tsih=self.tsih, cid=NEW_CID)`."""
+        other = Initiator(self.initiator_name, self.isid)
+        other.leader = self
+        other.params = dict(self.params)
+        other.itt = self.itt  # ITTs are unique per session
+        return other
 
     # ------------------------------------------------------------------ transport
 
@@ -187,13 +217,20 @@ class Initiator:
         self,
         target_name: str | None,
         *,
-        keys: dict[str, str] | None = None,
+        keys: dict[str, str | None] | None = None,
         chap: tuple[str, str] | None = None,
+        mutual_chap: tuple[str, str] | None = None,
         discovery: bool = False,
         tsih: int = 0,
         cid: int = 0,
+        answer_offers: bool = True,
     ) -> LoginResponse:
-        """Log in; raises InitiatorError on a non-success status. Returns the final Login Response."""
+        """Log in; raises InitiatorError on a non-success status. Returns the final Login Response.
+
+        `chap` = (user, secret) the target checks; `mutual_chap` = (target user, target secret) this initiator
+        checks (mutual CHAP, RFC 7143 12.1.3). Keys the target offers on its own in the operational stage are
+        answered by accepting the target's value (`answer_offers`), as RFC 7143 6.2 requires of a responder.
+        """
         self.tsih, self.cid = tsih, cid
         itt = next(self.itt)
         base = [
@@ -209,7 +246,18 @@ class Initiator:
             ident = int(got["CHAP_I"])
             challenge = bytes.fromhex(got["CHAP_C"][2:])
             digest = hashlib.md5(bytes([ident]) + chap[1].encode() + challenge).hexdigest()
-            resp = await self._login_step(itt, 0, 1, True, [("CHAP_N", chap[0]), ("CHAP_R", "0x" + digest)])
+            reply = [("CHAP_N", chap[0]), ("CHAP_R", "0x" + digest)]
+            my_id, my_challenge = 0, b""
+            if mutual_chap is not None:
+                my_id = (ident + 1) & 0xFF
+                my_challenge = hashlib.sha256(challenge + b"initiator").digest()[:16]
+                reply += [("CHAP_I", str(my_id)), ("CHAP_C", "0x" + my_challenge.hex())]
+            resp = await self._login_step(itt, 0, 1, True, reply)
+            if mutual_chap is not None:
+                got = dict(parse_text(resp.data))
+                want = hashlib.md5(bytes([my_id]) + mutual_chap[1].encode() + my_challenge).hexdigest()
+                if got.get("CHAP_N") != mutual_chap[0] or got.get("CHAP_R", "").lower() != "0x" + want:
+                    raise InitiatorError(f"target failed mutual CHAP: {got}")
             base = []
         else:
             base.append(("AuthMethod", "None"))
@@ -224,10 +272,27 @@ class Initiator:
                 for k, v in offer.items()
                 if k in ("HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength")
             }
-        offer.update(keys or {})
+        for key, value in (keys or {}).items():
+            if value is None:
+                offer.pop(key, None)  # stay silent on this key
+            else:
+                offer[key] = value
+        self.offered = dict(offer)
         resp = await self._login_step(itt, 1, 3, True, [*base, *offer.items()])
+        answered: set[str] = set(offer)
         while not (resp.transit and resp.nsg == 3):
-            resp = await self._login_step(itt, 1, 3, True, [])
+            answers: list[tuple[str, str]] = []
+            if answer_offers and resp.data:
+                for key, value in parse_text(resp.data):
+                    if key in answered or key in _TARGET_DECLARATIONS:
+                        continue
+                    answered.add(key)
+                    answers.append((key, value))
+            self.target_offers.update(dict(answers))
+            resp = await self._login_step(itt, 1, 3, True, answers)
+        # digests apply from the first PDU after the final Login Response (RFC 7143 13.1)
+        self.header_digest = self.framer.header_digest = self.params.get("HeaderDigest") == "CRC32C"
+        self.data_digest = self.framer.data_digest = self.params.get("DataDigest") == "CRC32C"
         return resp
 
     async def _login_step(
@@ -254,7 +319,9 @@ class Initiator:
             raise InitiatorError(f"login failed: class {resp.status_class} detail {resp.status_detail}")
         self.tsih = resp.tsih
         self.cmdsn = resp.exp_cmdsn
-        self.params.update(dict(parse_text(resp.data)) if resp.data else {})
+        for key, value in parse_text(resp.data) if resp.data else []:
+            if value not in ("Irrelevant", "NotUnderstood", "Reject"):
+                self.params[key] = value
         return resp
 
     @property

@@ -413,3 +413,23 @@ def test_tmf_event_emitted_for_executing_task() -> None:
     c.tmf_complete(ev.job, 0)
     (resp,) = pdus(c)
     assert resp.response == 0 and s.window.max_cmdsn == 65
+
+
+def test_target_opcode_from_initiator_is_rejected_as_protocol_error() -> None:
+    """RFC 7143 11.2.1.2: opcodes 0x20-0x3f are target opcodes; an initiator sending one gets a Reject."""
+    _s, c = make()
+    bhs = bytearray(48)
+    bhs[0] = 0x21  # SCSI Response: valid PDU, wrong direction
+    bhs[1] = 0x80
+    bhs[16:20] = (0x42).to_bytes(4, "big")
+    reader = PduReader()
+    reader.feed(bytes(bhs))
+    raw = reader.next_pdu()
+    assert raw is not None
+    c.receive_raw(raw)
+    (rej,) = pdus(c)
+    assert isinstance(rej, Reject)
+    assert rej.reason == RejectReason.PROTOCOL_ERROR
+    assert bytes(rej.data[:48]) == bytes(bhs)
+    assert rej.statsn == 100 and c.statsn == 101
+    assert not c.closed

@@ -780,3 +780,96 @@ def test_malformed_login_pdu_gets_initiator_error() -> None:
     assert step.failed and status(step) is LoginStatus.INITIATOR_ERROR
     assert (r.itt, r.isid, r.exp_cmdsn, r.statsn) == (0x1234, ISID, 9, 3)
     assert m.receive(LoginRequest(itt=1, isid=1, tsih=0, cid=0, cmdsn=0, exp_statsn=0, csg=0, nsg=1)).failed
+
+
+# --------------------------------------------------------------------------- the target's own offers (6.2)
+
+
+def test_target_offers_configured_keys_the_initiator_did_not_offer() -> None:
+    """A TPG configured with MaxBurstLength=131072 and InitialR2T=No: the initiator is silent on both, so the
+    target offers them in its answer to the transition request (T=0) and transits once they are answered."""
+    cfg = make_config(params={"MaxBurstLength": "131072", "InitialR2T": "No", "ImmediateData": "Yes"})
+    m = machine(cfg)
+    i = Initiator(m)
+    step = i.send(
+        enc(InitiatorName=INITIATOR, TargetName=TARGET, MaxRecvDataSegmentLength="65536"), 1, 3, True
+    )
+    r = only(step)
+    assert not r.transit and not step.complete and r.status_class == 0
+    offered = kv(r.data)
+    # ImmediateData=Yes is the RFC default: nothing to offer
+    assert offered["MaxBurstLength"] == "131072" and offered["InitialR2T"] == "No"
+    assert "ImmediateData" not in offered and offered["MaxRecvDataSegmentLength"] == "8192"
+    step = i.send(enc(MaxBurstLength="65536", InitialR2T="No"), 1, 3, True)
+    r = only(step)
+    assert r.transit and step.complete and kv(r.data) == {}  # answers get no answer
+    assert step.result is not None
+    sp = step.result.session_params
+    assert sp.max_burst_length == 65536 and sp.initial_r2t is False
+    assert sp.first_burst_length == 65536
+
+
+def test_target_offer_not_made_when_the_initiator_offered_the_key() -> None:
+    cfg = make_config(params={"MaxBurstLength": "131072", "InitialR2T": "No"})
+    m = machine(cfg)
+    step = Initiator(m).send(
+        enc(InitiatorName=INITIATOR, TargetName=TARGET, MaxBurstLength="262144", InitialR2T="Yes"), 1, 3, True
+    )
+    r = only(step)
+    assert r.transit and step.complete
+    assert kv(r.data)["MaxBurstLength"] == "131072" and kv(r.data)["InitialR2T"] == "Yes"
+
+
+def test_small_configured_max_burst_drags_first_burst_along() -> None:
+    m = machine(make_config(params={"MaxBurstLength": "16384"}))
+    i = Initiator(m)
+    offered = kv(only(i.send(enc(InitiatorName=INITIATOR, TargetName=TARGET), 1, 3, True)).data)
+    assert offered["MaxBurstLength"] == "16384" and offered["FirstBurstLength"] == "16384"
+    step = i.send(enc(MaxBurstLength="16384", FirstBurstLength="8192"), 1, 3, True)
+    assert step.complete and step.result is not None
+    assert step.result.session_params.first_burst_length == 8192
+
+
+@pytest.mark.parametrize(
+    ("params", "answer"),
+    [
+        ({"MaxBurstLength": "131072"}, {"MaxBurstLength": "262144"}),  # min: cannot exceed our offer
+        ({"InitialR2T": "Yes", "DataPDUInOrder": "No"}, {"DataPDUInOrder": "Maybe"}),  # not a boolean
+        ({"ImmediateData": "No"}, {"ImmediateData": "Yes"}),  # AND with our No must be No
+        ({"HeaderDigest": "CRC32C"}, {"HeaderDigest": "None"}),  # not one of our values
+        ({"DefaultTime2Wait": "5"}, {"DefaultTime2Wait": "1"}),  # max: cannot be below our offer
+    ],
+)
+def test_invalid_answer_to_target_offer_fails_the_login(
+    params: dict[str, str], answer: dict[str, str]
+) -> None:
+    m = machine(make_config(params=params))
+    i = Initiator(m)
+    r = only(i.send(enc(InitiatorName=INITIATOR, TargetName=TARGET), 1, 3, True))
+    assert not r.transit and set(answer) <= set(kv(r.data))
+    step = i.send(enc(**answer), 1, 3, True)
+    assert step.failed and status(step) is LoginStatus.INITIATOR_ERROR
+
+
+def test_reject_answer_and_ignored_offer_keep_rfc_defaults() -> None:
+    m = machine(make_config(params={"MaxBurstLength": "131072", "HeaderDigest": "CRC32C"}))
+    i = Initiator(m)
+    only(i.send(enc(InitiatorName=INITIATOR, TargetName=TARGET), 1, 3, True))
+    step = i.send(enc(HeaderDigest="Reject"), 1, 3, True)  # MaxBurstLength not answered at all
+    assert step.complete and step.result is not None
+    assert step.result.session_params.max_burst_length == 262144
+    assert not step.result.connection_params.header_digest
+
+
+def test_no_offers_in_discovery_or_on_a_second_connection() -> None:
+    cfg = make_config(params={"MaxBurstLength": "131072", "MaxConnections": "4", "HeaderDigest": "CRC32C"})
+    m = machine(cfg)
+    r = only(Initiator(m).send(enc(InitiatorName=INITIATOR, SessionType="Discovery"), 1, 3, True))
+    assert r.transit and kv(r.data) == {"MaxRecvDataSegmentLength": "8192"}
+    existing = FakeSession(0x21, INITIATOR, ISID, TARGET, 1, params=SessionParams(max_connections=4))
+    m2 = machine(cfg, FakeLookup([existing]))
+    step = Initiator(m2, tsih=0x21, cid=1).send(enc(InitiatorName=INITIATOR, TargetName=TARGET), 1, 3, True)
+    # leading-only keys are not offered on a second connection; connection keys (HeaderDigest) still are
+    offered = kv(only(step).data)
+    assert "MaxBurstLength" not in offered and "MaxConnections" not in offered
+    assert offered["HeaderDigest"] == "CRC32C"

@@ -50,3 +50,12 @@ def test_mcs_connections_and_connection_reinstatement() -> None:
     b.close("test")
     a2.close("test")
     assert s.closed
+
+
+def test_connection_reinstatement_of_the_only_connection_keeps_the_session() -> None:
+    s = Session(tsih=1, nexus=nexus(), max_connections=1)
+    a = Connection(s, 0, TransferLimits())
+    s.add_connection(a)
+    a2 = Connection(s, 0, TransferLimits())
+    assert s.add_connection(a2) is a
+    assert a.closed and not a2.closed and not s.closed and s.connections == {0: a2}
