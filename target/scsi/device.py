@@ -3,14 +3,21 @@ mode page state, unit attention queues, the task set and reservations, and runs 
 parse -> gates -> handler (`LogicalUnit.execute`).
 
 Order of the steps for one command (SAM-5 5.14, SPC-4 5.11, 5.13, 5.15; LIO target_setup_cmd_from_cdb):
-  1. task set admission and ordering (TASK SET FULL, OVERLAPPED COMMANDS, SIMPLE/ORDERED/HEAD OF QUEUE)
+  0. ACA gate (SAM-5 5.9, target.scsi.aca): while an ACA condition is active, ACA ACTIVE for everything but
+     the faulted nexus' ACA task; the ACA attribute without ACA -> ILLEGAL REQUEST / INVALID MESSAGE ERROR
+  1. task set admission and ordering (TASK SET FULL, OVERLAPPED COMMANDS, SIMPLE/ORDERED/HEAD OF QUEUE/ACA)
   2. parse: opcode table lookup, CDB length and usage bits (the error is held back until step 3)
   3. unit attention: any command but INQUIRY / REPORT LUNS / REQUEST SENSE reports and clears the first UA
-  4. the parse error from step 2, if any; ACA task attribute (not supported) -> INVALID FIELD IN CDB
+  4. the parse error from step 2, if any
   5. ALUA access state (hook for the ALUA work), reservations (SPC-2 holder, persistent reservation classes)
   6. write protect -> DATA PROTECT / WRITE PROTECTED for commands that modify the medium
   7. the handler; CheckCondition -> CHECK CONDITION with sense in the D_SENSE format; StatusError -> status;
      BackstoreError -> MEDIUM ERROR; anything else -> HARDWARE ERROR / INTERNAL TARGET FAILURE (logged).
+  8. CHECK CONDITION on a command with NACA=1 establishes ACA for its I_T nexus (before the task leaves the
+     task set, so nothing queued slips through); then QErr (control mode page) aborts what it says.
+
+Resets and I_T nexus loss also run the registered reset hooks (`register_reset_hook`): command-set modules keep
+per-nexus state (PREVENT ALLOW MEDIUM REMOVAL, held EXTENDED COPY results) that a reset must drop.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import dataclasses
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from target.backstore.base import Backstore, BackstoreError
 from target.config.model import StorageObjectConfig
+from target.scsi.aca import AcaCondition, naca
 from target.scsi.command import Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
 from target.scsi.context import CommandContext
 from target.scsi.gates import AluaState
@@ -45,6 +53,19 @@ PRODUCTS = {"fileio": "FILEIO", "block": "IBLOCK", "ramdisk": "RAMDISK"}
 MAX_LOST_NEXUSES = 1024
 
 _BYTES_PER_IO = 8 * 1024 * 1024  # LIO FD_MAX_BYTES: hw_max_sectors = 8 MiB / block size
+#: largest LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT the 4-bit READ CAPACITY(16) field can carry
+_MAX_LBPPBE = 15
+
+#: hook(lu, nexus): drop state tied to I_T nexuses; nexus is None for a logical unit reset (every nexus) and the
+#: lost nexus for I_T nexus loss. Modules register theirs at import (target.scsi.sbc does).
+ResetHook = Callable[[Any, Nexus | None], None]
+_RESET_HOOKS: list[ResetHook] = []
+
+
+def register_reset_hook(hook: ResetHook) -> None:
+    """Run `hook` on every logical unit reset and I_T nexus loss (idempotent)."""
+    if hook not in _RESET_HOOKS:
+        _RESET_HOOKS.append(hook)
 
 
 @dataclass
@@ -87,6 +108,8 @@ class LuAttributes:
     pi_prot_verify: int = 0
     alua_support: int = 1
     pgr_support: int = 1
+    #: sanlab extension (not a LIO attribute): blocks a PRE-FETCH may claim to hold; 0 = answer GOOD (LIO)
+    prefetch_cache_blocks: int = 0
 
     @classmethod
     def from_config(cls, cfg: StorageObjectConfig, backstore: Backstore) -> tuple[LuAttributes, list[str]]:
@@ -103,10 +126,13 @@ class LuAttributes:
             emulate_write_cache=1 if backstore.write_back else 0,
             emulate_tpu=1 if thin else 0,
             emulate_tpws=1 if thin else 0,
-            unmap_zeroes_data=1 if thin and backstore.unmap_zeroes else 0,
+            # LBPRZ off by default, as LIO: with it on, SBC-3 makes WRITE SAME with UNMAP and non-zero data a
+            # write (initiators and libiscsi's UnmapUntilEnd assume LIO's unconditional unmap); set
+            # unmap_zeroes_data=1 to advertise that unmapped blocks read back as zeros
+            unmap_zeroes_data=0,
             max_unmap_lba_count=0x40000 if thin else 0,
             max_unmap_block_desc_count=64 if thin else 0,
-            unmap_granularity=1 if thin else 0,
+            unmap_granularity=0,  # set below: a physical block when thin
             is_nonrot=1 if cfg.plugin == "ramdisk" else 0,
         )
         warnings: list[str] = []
@@ -127,12 +153,27 @@ class LuAttributes:
                 warnings.append(f"{cfg.path}: block_size {ivalue} differs from the backstore's {bs}; ignored")
                 continue
             setattr(attrs, key, ivalue)
+        if cfg.physical_block_size:
+            attrs.hw_block_size = cfg.physical_block_size
+        elif attrs.hw_block_size != bs and not _valid_physical(attrs.hw_block_size, bs):
+            warnings.append(
+                f"{cfg.path}: hw_block_size {attrs.hw_block_size} is not a power-of-two multiple of the block "
+                f"size {bs}; ignored"
+            )
+            attrs.hw_block_size = bs
         if attrs.emulate_tpu or attrs.emulate_tpws:
             # UNMAP needs limits a client can use (SBC-3 6.6.4)
             attrs.max_unmap_lba_count = attrs.max_unmap_lba_count or 0x40000
             attrs.max_unmap_block_desc_count = attrs.max_unmap_block_desc_count or 64
-            attrs.unmap_granularity = attrs.unmap_granularity or 1
+            # OPTIMAL UNMAP GRANULARITY: a physical block unless configured (SBC-3 6.5.3, 4.7.3.4)
+            attrs.unmap_granularity = attrs.unmap_granularity or max(1, attrs.hw_block_size // bs)
         return attrs, warnings
+
+
+def _valid_physical(pbs: int, bs: int) -> bool:
+    return (
+        pbs >= bs and pbs % bs == 0 and (pbs // bs) & (pbs // bs - 1) == 0 and pbs // bs <= 1 << _MAX_LBPPBE
+    )
 
 
 def derive_serial(cfg: StorageObjectConfig) -> str:
@@ -209,6 +250,9 @@ class LogicalUnit:
         self.ua = UnitAttentions()
         self.task_set = TaskSet(max_tasks=max_tasks)
         self.reservations = Reservations()
+        self.aca = AcaCondition()
+        #: extra reset hooks of this LU only (the module-level ones run for every LU)
+        self.reset_hooks: list[ResetHook] = []
         self._lost: OrderedDict[Nexus, None] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -216,13 +260,16 @@ class LogicalUnit:
 
     def _attribute_dict(self) -> dict[str, int]:
         d = dataclasses.asdict(self.attrs)
-        d["physical_block_size"] = self.config.physical_block_size or self.attrs.block_size
+        # the native format's physical_block_size, else LIO's hw_block_size attribute (validated in from_config)
+        d["physical_block_size"] = self.config.physical_block_size or self.attrs.hw_block_size
         return d
 
     def set_attribute(self, name: str, value: int) -> None:
         """Change one LU attribute at run time (management API)."""
         if not any(f.name == name for f in dataclasses.fields(LuAttributes)) or name == "block_size":
             raise KeyError(name)
+        if name == "hw_block_size" and not _valid_physical(int(value), self.block_size):
+            raise ValueError(f"hw_block_size {value} is not a power-of-two multiple of {self.block_size}")
         setattr(self.attrs, name, int(value))
         self.attributes = self._attribute_dict()
         if name == "emulate_write_cache":
@@ -254,9 +301,13 @@ class LogicalUnit:
             q.add(Asc.I_T_NEXUS_LOSS_OCCURRED)
 
     async def nexus_gone(self, nexus: Nexus) -> None:
-        """I_T nexus loss (SAM-5 6.3.4): abort its tasks silently, release its SPC-2 reservation."""
+        """I_T nexus loss (SAM-5 6.3.4): abort its tasks silently, release its SPC-2 reservation, clear the ACA
+        it faulted (SAM-5 5.9.5), drop its medium removal prevention and held copy results (reset hooks)."""
         await self.task_set.abort_task_set(nexus)
         self.reservations.nexus_lost(nexus)
+        if self.aca.faulted == nexus:
+            self._clear_aca()
+        self._run_reset_hooks(nexus)
         self.ua.forget(nexus)
         self._lost[nexus] = None
         while len(self._lost) > MAX_LOST_NEXUSES:
@@ -293,8 +344,38 @@ class LogicalUnit:
         """
         await self.task_set.abort_all(nexus, tas=self.tas)
         self.reservations.clear_spc2()
+        self._clear_aca()  # SAM-5 5.9.5
+        self._run_reset_hooks(None)
         self.ua.establish(asc)
         return TmfResult.FUNCTION_COMPLETE
+
+    async def clear_aca(self, nexus: Nexus) -> TmfResult:
+        """CLEAR ACA (SAM-5 7.3): from the faulted I_T nexus, abort the ACA task (if any) and clear the condition
+        so blocked tasks resume; from another nexus while ACA is active, FUNCTION REJECTED; with no ACA, nothing
+        to do (FUNCTION COMPLETE)."""
+        faulted = self.aca.faulted
+        if faulted is None:
+            return TmfResult.FUNCTION_COMPLETE
+        if faulted != nexus:
+            return TmfResult.FUNCTION_REJECTED
+        await self.task_set.abort(lambda t: t.attr is TaskAttr.ACA, issuer=nexus, tas=False)
+        self._clear_aca()
+        return TmfResult.FUNCTION_COMPLETE
+
+    def _establish_aca(self, nexus: Nexus) -> None:
+        self.aca.establish(nexus)
+        self.task_set.blocked = True
+
+    def _clear_aca(self) -> None:
+        self.aca.clear()
+        self.task_set.blocked = False
+
+    def _run_reset_hooks(self, nexus: Nexus | None) -> None:
+        for hook in (*_RESET_HOOKS, *self.reset_hooks):
+            try:
+                hook(self, nexus)
+            except Exception:
+                log.exception("%s: reset hook %r failed", self.name, hook)
 
     # --- command execution ----------------------------------------------------------------------------------
 
@@ -304,10 +385,15 @@ class LogicalUnit:
         """Run one command (see the module docstring). Raises TaskAborted when it must get no response."""
         self.ua.register(request.nexus)
         try:
+            refused = self.aca.admit(request.nexus, request.attr, self.task_set.has_aca_task())
+            if refused is not None:
+                return refused
             return await self.task_set.run(
                 request.nexus, request.tag, request.attr, lambda: self._process(request, read_only, registry)
             )
-        except CheckCondition as cc:  # admission (overlapped command)
+        except CheckCondition as cc:  # admission (overlapped command, ACA attribute without ACA)
+            if naca(request.cdb):
+                self._establish_aca(request.nexus)
             return cc.result(descriptor=self.d_sense)
         except StatusError as se:  # admission (task set full)
             return se.result()
@@ -330,9 +416,6 @@ class LogicalUnit:
             if parse_error is not None:
                 raise parse_error
             assert spec is not None
-            if request.attr is TaskAttr.ACA:
-                # SAM-5 5.9.1: ACA is not supported (NACA is not in any usage data)
-                raise CheckCondition.invalid_cdb(len(request.cdb) - 1 if request.cdb else 0)
             if self.alua is not None:
                 state = self.alua.access_state(nexus)
                 if not spec.alua_class.allowed(state):
@@ -359,8 +442,12 @@ class LogicalUnit:
             result = CheckCondition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE).result(
                 descriptor=self.d_sense
             )
-        if result.status is ScsiStatus.CHECK_CONDITION and self.qerr in (1, 3):
-            await self._qerr_abort(request.nexus, request.tag)
+        if result.status is ScsiStatus.CHECK_CONDITION:
+            if naca(request.cdb):
+                # SAM-5 5.9.1: established before this task leaves the set, so no blocked task is enabled
+                self._establish_aca(request.nexus)
+            if self.qerr in (1, 3):
+                await self._qerr_abort(request.nexus, request.tag)
         return result
 
     async def _qerr_abort(self, nexus: Nexus, tag: int) -> None:

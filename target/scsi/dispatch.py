@@ -143,8 +143,8 @@ class Dispatcher:
     async def clear_aca(
         self, nexus: Nexus, lun: LunRef, *, lun_map: Mapping[int, LunAccess] | None = None
     ) -> TmfResult:
-        """CLEAR ACA: ACA is not supported (NACA=1 is refused), so like LIO the function is not supported."""
+        """CLEAR ACA (SAM-5 7.3): clears the ACA condition the nexus faulted (see target.scsi.aca)."""
         lu = self._resolve(lun, lun_map)
         if lu is None:
             return TmfResult.LUN_DOES_NOT_EXIST
-        return TmfResult.NOT_SUPPORTED
+        return await lu.clear_aca(nexus)

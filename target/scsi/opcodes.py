@@ -33,6 +33,8 @@ Handler = Callable[["CommandContext"], Awaitable[ScsiResult]]
 SERVICE_ACTION_IN_BYTE1 = frozenset({0x48, 0x5E, 0x5F, 0x83, 0x84, 0x8C, 0x8D, 0x9E, 0x9F, 0xA3, 0xA4})
 #: variable-length CDB (SPC-4 4.2.5.2): service action in bytes 8-9
 VARIABLE_LENGTH_OPCODE = 0x7F
+#: the NACA bit of the CONTROL byte (SAM-5 5.2): every command accepts it (ACA is supported, target.scsi.aca)
+CONTROL_NACA = 0x04
 
 
 class Direction(enum.Enum):
@@ -63,7 +65,8 @@ def service_action_of(cdb: bytes | bytearray | memoryview) -> int | None:
 @dataclass(frozen=True)
 class CommandSpec:
     """Everything static about one command. `usage` is the CDB usage data (SPC-4 6.35.3): byte 0 the opcode,
-    the SERVICE ACTION bits holding the service action, every other bit set where the CDB may have a one."""
+    the SERVICE ACTION bits holding the service action, every other bit set where the CDB may have a one.
+    The NACA bit of the CONTROL byte is added to every command's usage data (SAM-5 5.9: ACA is supported)."""
 
     opcode: int
     name: str
@@ -103,6 +106,11 @@ class CommandSpec:
         sa_byte1 = self.service_action is not None and self.opcode in SERVICE_ACTION_IN_BYTE1
         if sa_byte1 and self.usage[1] & 0x1F != self.service_action:
             raise ValueError(f"{self.name}: usage data byte 1 must hold the service action")
+        control = 1 if self.opcode == VARIABLE_LENGTH_OPCODE else self.cdb_length - 1
+        if control > 0 and not self.usage[control] & CONTROL_NACA:
+            with_naca = bytearray(self.usage)
+            with_naca[control] |= CONTROL_NACA
+            object.__setattr__(self, "usage", bytes(with_naca))
 
     @property
     def key(self) -> tuple[int, int | None]:
@@ -113,8 +121,8 @@ class CommandSpec:
 
     def check_cdb(self, cdb: bytes | bytearray | memoryview) -> None:
         """Reject a short CDB or a bit set outside the usage data (ILLEGAL REQUEST / INVALID FIELD IN CDB,
-        field pointer to the most significant offending bit). The CONTROL byte is checked like any other: NACA
-        is not in our usage data because ACA is not supported (SAM-5 5.9.1.1)."""
+        field pointer to the most significant offending bit). The CONTROL byte is checked like any other; its
+        NACA bit is in every command's usage data (see the class docstring)."""
         if len(cdb) < self.cdb_length:
             raise CheckCondition.invalid_cdb(len(cdb) if cdb else 0)
         for i in range(1, self.cdb_length):

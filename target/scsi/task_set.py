@@ -7,7 +7,11 @@ ordering rules enable it, runs, and leaves. With the unrestricted queue algorith
     HEAD OF QUEUE  enabled at once
     ORDERED        enabled when every older task has completed and no HEAD OF QUEUE task is pending
     SIMPLE         enabled when no older ORDERED task and no HEAD OF QUEUE task is pending
-    (UNTAGGED is treated as SIMPLE; ACA is refused by the device since ACA is not supported)
+    ACA            enabled at once (SAM-5 8.6.5; the device admits one only while ACA is active)
+    (UNTAGGED is treated as SIMPLE)
+
+While an ACA condition is active (`blocked`, set by the device, see target.scsi.aca) no dormant task other than
+an ACA task is enabled: the task set is blocked until the condition is cleared (SAM-5 5.9.2).
 
 Aborting a task (SAM-5 5.6): a dormant task is woken and never runs; an enabled task is allowed to finish its
 I/O (like LIO, a backstore operation is not torn in half) and its result is thrown away. The TMF returns only
@@ -71,6 +75,20 @@ class TaskSet:
         self.max_tasks = max_tasks
         self._tasks: list[Task] = []  # incomplete tasks in arrival order
         self._seq = itertools.count()
+        self._blocked = False
+
+    @property
+    def blocked(self) -> bool:
+        """An ACA condition blocks the task set: only ACA tasks are enabled."""
+        return self._blocked
+
+    @blocked.setter
+    def blocked(self, value: bool) -> None:
+        self._blocked = value
+        self._schedule()
+
+    def has_aca_task(self) -> bool:
+        return any(t.attr is TaskAttr.ACA and not t.aborted for t in self._tasks)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -127,8 +145,10 @@ class TaskSet:
         older_ordered = False
         for t in self._tasks:
             if t.state is TaskState.DORMANT:
-                if t.attr is TaskAttr.HEAD_OF_QUEUE:
+                if t.attr in (TaskAttr.HEAD_OF_QUEUE, TaskAttr.ACA):
                     ok = True
+                elif self._blocked:
+                    ok = False
                 elif t.attr is TaskAttr.ORDERED:
                     ok = not older_incomplete and not hoq_pending
                 else:

@@ -79,7 +79,8 @@ def test_standard_inquiry_bytes():
     assert r.status == ScsiStatus.GOOD
     data = bytes(r.data_in)
     assert len(data) == 96
-    assert data[:8] == bytes.fromhex("000006125b080002")  # disk, SPC-4, HISUP+RDF 2, len 91, 3PC, CMDQUE
+    # disk, SPC-4, NORMACA+HISUP+RDF 2, len 91, 3PC, CMDQUE
+    assert data[:8] == bytes.fromhex("000006325b080002")
     assert data[8:36] == b"SANLAB  FILEIO          0001"
     assert data[58:66] == bytes.fromhex("00a00960046004c0")  # SAM-5, iSCSI, SPC-4, SBC-3
     assert data[36:58] == bytes(22) and data[66:] == bytes(30)
@@ -87,7 +88,7 @@ def test_standard_inquiry_bytes():
 
 def test_standard_inquiry_truncated_to_allocation_length():
     r = _inq(0, 0, alloc=5)
-    assert bytes(r.data_in) == bytes.fromhex("000006125b")
+    assert bytes(r.data_in) == bytes.fromhex("000006325b")
 
 
 def test_page_code_without_evpd_is_invalid_field_at_byte_2():
@@ -105,7 +106,51 @@ def test_unknown_vpd_page():
 
 
 def test_vpd_00_supported_pages():
-    assert bytes(_inq(1, 0x00).data_in) == bytes.fromhex("0000000700808386b0b1b2")
+    assert bytes(_inq(1, 0x00).data_in) == bytes.fromhex("00000008008083868fb0b1b2")
+
+
+def test_vpd_00_without_3pc_omits_8f_and_8f_is_refused():
+    lu = make_lu(attributes={"emulate_3pc": 0})
+    assert bytes(_inq(1, 0x00, lu=lu).data_in) == bytes.fromhex("0000000700808386b0b1b2")
+    assert sense_of(_inq(1, 0x8F, lu=make_lu(attributes={"emulate_3pc": 0}))) == (5, 0x2400)
+    std = bytes(_inq(0, 0, lu=make_lu(attributes={"emulate_3pc": 0})).data_in)
+    assert not std[5] & 0x08  # no 3PC bit
+
+
+def test_vpd_8f_third_party_copy():
+    data = bytes(_inq(1, 0x8F).data_in)
+    assert data[:4] == bytes.fromhex("008f0060")
+    descs = {}
+    off = 4
+    while off < len(data):
+        kind = int.from_bytes(data[off : off + 2], "big")
+        n = int.from_bytes(data[off + 2 : off + 4], "big")
+        assert (4 + n) % 4 == 0  # every descriptor padded to a multiple of 4 (SPC-4 7.8.17.1)
+        descs[kind] = data[off + 4 : off + 4 + n]
+        off += 4 + n
+    assert off == len(data)
+    assert sorted(descs) == [0x0001, 0x0004, 0x0008, 0x000C, 0x8001]
+    # supported commands: EXTENDED COPY(LID1); RECEIVE COPY RESULTS: COPY STATUS, OPERATING PARAMETERS
+    assert descs[0x0001] == bytes.fromhex("0783010084020003")
+    # parameter data: 8 CSCD descriptors, 16 segment descriptors, 1024-byte lists, no inline data
+    assert descs[0x0004] == bytes(4) + bytes.fromhex("000800100000040000000000") + bytes(12)
+    # supported descriptors: block -> block (02h), identification CSCD (E4h)
+    assert descs[0x0008] == bytes.fromhex("0202e400")
+    assert descs[0x000C] == bytes(4)  # no CSCD descriptor IDs above 07FFh
+    gco = descs[0x8001]
+    assert len(gco) == 32
+    assert gco[:12] == bytes.fromhex("000000010000000110000000")  # 1 copy at a time, 256 MiB segments
+    assert gco[12:14] == b"\x09\x09"
+
+
+def test_vpd_8f_agrees_with_operating_parameters():
+    from target.scsi.sbc import xcopy
+
+    op = xcopy.operating_parameters()
+    data = bytes(_inq(1, 0x8F).data_in)
+    param = data[4 + 12 : 4 + 12 + 32]
+    assert param[:2] == b"\x00\x04"
+    assert param[8:10] == op[8:10] and param[10:12] == op[10:12] and param[12:16] == op[12:16]
 
 
 def test_vpd_80_unit_serial():

@@ -119,7 +119,45 @@ def test_mode_sense_changeable_and_saved():
 def test_mode_sense_invalid_page_and_subpage():
     _lu, d, m = _setup()
     assert send(d, m, _sense6(0x19)).sense == bytes.fromhex("700005000000000a00000000240000cd0002")
-    assert sense_of(send(d, m, _sense6(0x08, subpage=1))) == (5, 0x2400)
+    assert send(d, m, _sense6(0x08, subpage=1)).sense[15:18] == bytes.fromhex("c00003")
+    assert send(d, m, _sense6(0x19, subpage=0xFF)).sense[15:18] == bytes.fromhex("cd0002")
+    assert send(d, m, _sense6(0x3F, subpage=0x01)).sense[15:18] == bytes.fromhex("c00003")
+
+
+CONTROL_EXTENSION = bytes.fromhex("4a01001c") + bytes(28)
+
+
+def test_mode_sense_control_extension_subpage():
+    _lu, d, m = _setup()
+    data = bytes(send(d, m, _sense6(0x0A, subpage=0x01)).data_in)
+    assert data == bytes.fromhex("23001000") + CONTROL_EXTENSION
+    # changeable values: nothing, header kept
+    assert bytes(send(d, m, _sense6(0x0A, pc=1, subpage=0x01)).data_in)[4:] == CONTROL_EXTENSION
+    # page 0Ah with subpage FFh: the control page and then its subpages
+    data = bytes(send(d, m, _sense6(0x0A, subpage=0xFF)).data_in)
+    assert data[4:] == CONTROL + CONTROL_EXTENSION
+    # a page without subpages with FFh: just the page
+    assert bytes(send(d, m, _sense6(0x08, subpage=0xFF)).data_in)[4:] == CACHING
+
+
+def test_mode_sense_all_pages_with_and_without_subpages():
+    _lu, d, m = _setup()
+    plain = bytes(send(d, m, _sense6(0x3F)).data_in)[4:]
+    every = bytes(send(d, m, _sense6(0x3F, subpage=0xFF)).data_in)[4:]
+    assert CONTROL_EXTENSION not in plain
+    i = every.index(CONTROL)
+    assert every[i + len(CONTROL) : i + len(CONTROL) + 32] == CONTROL_EXTENSION  # ascending (page, subpage)
+    assert len(every) == len(plain) + 32
+    # MODE SENSE(10) walks the same table
+    data = bytes(send(d, m, cdb(0x5A, 0x08, 0x3F, 0xFF, 0, 0, 0, 0x01, 0x00, 0)).data_in)
+    assert data[8:] == every and int.from_bytes(data[:2], "big") == len(data) - 2
+
+
+def test_mode_select_control_extension_round_trips():
+    lu, d, m = _setup()
+    params = bytes(4) + CONTROL_EXTENSION + CONTROL
+    assert send(d, m, _select6(params), data_out=params).status == ScsiStatus.GOOD
+    assert not lu.ua.has_pending(N2)  # nothing changed
 
 
 def test_write_protected_lun_sets_wp_bit():
@@ -177,7 +215,11 @@ def test_mode_select_bad_parameter_lists_have_field_pointers():
         (bytes(4) + bytes.fromhex("0a0a001400400000ffff0000"), (5, 0x2600, 0x8A, 7)),  # QErr 10b reserved
         (bytes(4) + bytes.fromhex("190a") + bytes(10), (5, 0x2600, 0x8D, 4)),  # unknown page
         (bytes(4) + bytes.fromhex("0a0b") + bytes(11), (5, 0x2600, 0x80, 5)),  # wrong page length
-        (bytes(4) + bytes.fromhex("4a0a") + bytes(10), (5, 0x2600, 0x8E, 4)),  # SPF: no subpages
+        (bytes(4) + bytes.fromhex("4a0a") + bytes(10), (5, 0x2600, 0x80, 5)),  # control has no subpage 0Ah
+        (bytes(4) + bytes.fromhex("4a00000a") + bytes(10), (5, 0x2600, 0x8E, 4)),  # SPF=1 with subpage 0
+        (bytes(4) + bytes.fromhex("59010000"), (5, 0x2600, 0x8D, 4)),  # unknown page in sub_page format
+        (bytes(4) + bytes.fromhex("4a01001b") + bytes(27), (5, 0x2600, 0x80, 6)),  # wrong subpage length
+        (bytes(4) + bytes.fromhex("4a01001c04") + bytes(27), (5, 0x2600, 0x8A, 8)),  # TCMOS not changeable
         (bytes.fromhex("00050000") + CONTROL, (5, 0x2600, 0x80, 1)),  # medium type
         (bytes.fromhex("00000004") + bytes(4), (5, 0x2600, 0x80, 3)),  # block descriptor length
         (bytes.fromhex("00000008") + bytes.fromhex("0000000000000400"), (5, 0x2600, 0x80, 9)),  # block size

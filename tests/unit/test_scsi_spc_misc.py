@@ -110,13 +110,13 @@ def test_rsoc_all_with_timeouts():
 
 def test_rsoc_one_command():
     _lu, d, m = _setup()
-    assert bytes(send(d, m, _rsoc(1, op=0x12)).data_in) == bytes.fromhex("000300061201ffffff00")
+    assert bytes(send(d, m, _rsoc(1, op=0x12)).data_in) == bytes.fromhex("000300061201ffffff04")
     assert bytes(send(d, m, _rsoc(1, op=0xC7)).data_in) == bytes.fromhex("00010000")
     assert bytes(send(d, m, _rsoc(1, op=0x12, rctd=True)).data_in) == bytes.fromhex(
-        "008300061201ffffff00000a00000000000000000000"
+        "008300061201ffffff04000a00000000000000000000"
     )
     assert bytes(send(d, m, _rsoc(2, op=0xA3, sa=0x0D)).data_in) == bytes.fromhex(
-        "0003000ca30d80000000ffffffff0000"
+        "0003000ca30d80000000ffffffff0004"
     )
     assert bytes(send(d, m, _rsoc(2, op=0xA3, sa=0x1F)).data_in) == bytes.fromhex("00010000")
     assert bytes(send(d, m, _rsoc(3, op=0x12, sa=7)).data_in)[:4] == bytes.fromhex("00030006")
@@ -128,9 +128,9 @@ def test_rsoc_one_command():
 def test_report_supported_tmf():
     _lu, d, m = _setup()
     c = cdb(0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0, 0)
-    assert bytes(send(d, m, c).data_in) == bytes.fromhex("da000000")
+    assert bytes(send(d, m, c).data_in) == bytes.fromhex("fa000000")  # ATS ATSS CACAS CTSS LURS TRS
     c = cdb(0xA3, 0x0D, 0x80, 0, 0, 0, 0, 0, 0, 0xFF, 0, 0)
-    assert bytes(send(d, m, c).data_in) == bytes.fromhex("da00000c") + bytes(12)
+    assert bytes(send(d, m, c).data_in) == bytes.fromhex("fa00000c") + bytes(12)
 
 
 def test_unknown_service_action_points_at_byte_1():
@@ -196,6 +196,12 @@ def test_log_sense_pages():
     assert data == bytes.fromhex("0c000018000103080000000001000000000203080000080001000000")
     assert sense_of(send(d, m, cdb(0x4D, 0, 0x0D, 0, 0, 0, 0, 0, 0xFF, 0))) == (5, 0x2400)
     assert sense_of(send(d, m, cdb(0x4D, 1, 0x0C, 0, 0, 0, 0, 0, 0xFF, 0))) == (5, 0x2400)  # SP
+    # supported pages and subpages (SPC-4 7.3.18): 00/00, 00/FF, 0C/00
+    data = bytes(send(d, m, cdb(0x4D, 0, 0x00, 0xFF, 0, 0, 0, 0, 0xFF, 0)).data_in)
+    assert data == bytes.fromhex("40ff0006000000ff0c00")
+    # a subpage of an existing page we do not have: field pointer at the SUBPAGE CODE
+    assert send(d, m, cdb(0x4D, 0, 0x0C, 0x01, 0, 0, 0, 0, 0xFF, 0)).sense[15:18] == bytes.fromhex("c00003")
+    assert send(d, m, cdb(0x4D, 0, 0x0D, 0x01, 0, 0, 0, 0, 0xFF, 0)).sense[15:18] == bytes.fromhex("cd0002")
 
 
 def test_sense_encodings():

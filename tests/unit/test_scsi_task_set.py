@@ -180,12 +180,13 @@ def test_task_set_full_and_overlapped_tag():
     asyncio.run(main())
 
 
-def test_aca_attribute_refused():
+def test_aca_attribute_without_aca_condition_is_invalid_message_error():
     async def main():
         h = Harness()
         h.gate(1).set()
         r = await h.submit(1, TaskAttr.ACA)
-        assert sense_of(r) == (5, 0x2400)
+        assert sense_of(r) == (5, 0x4900)  # SAM-5 8.6.5: ILLEGAL REQUEST / INVALID MESSAGE ERROR
+        assert not h.lu.aca.active
 
     asyncio.run(main())
 
@@ -265,7 +266,9 @@ def test_lun_reset_aborts_releases_and_sets_ua_for_every_nexus():
         assert (await t2).status == ScsiStatus.TASK_ABORTED  # TAS=1 by default
         assert h.lu.reservations.spc2_holder is None
         assert h.lu.ua.pending(N2) == [Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED]
-        assert h.lu.ua.pending(N1) == [Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED]  # the requester too (SAM-5 6.3.3)
+        assert h.lu.ua.pending(N1) == [
+            Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED
+        ]  # the requester too (SAM-5 6.3.3)
 
     asyncio.run(main())
 
@@ -282,10 +285,10 @@ def test_target_reset(cold, asc):
     asyncio.run(main())
 
 
-def test_clear_aca_not_supported_and_nexus_loss_aborts():
+def test_clear_aca_without_aca_and_nexus_loss_aborts():
     async def main():
         h = Harness()
-        assert await h.disp.clear_aca(N1, h.lu) == TmfResult.NOT_SUPPORTED
+        assert await h.disp.clear_aca(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
         assert await h.disp.clear_aca(N1, None) == TmfResult.LUN_DOES_NOT_EXIST
         t1 = h.submit(1)
         await _settle()

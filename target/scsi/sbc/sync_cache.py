@@ -5,10 +5,12 @@ allowed: SBC-3 5.22 lets the device server synchronize more than the range asked
 0 means "to the end of the medium". IMMED is accepted; the flush still completes before status (a stricter
 answer than the bit requires).
 
-PRE-FETCH: SBC-3 5.13 answers CONDITION MET when the blocks were brought into the cache and GOOD when the cache
-could not take them all. Our media have no cache we can pin blocks in, so the honest answer is GOOD (which is also
-what LIO returns and what libiscsi's prefetch tests expect); the LU attribute `prefetch_cache_blocks` (> 0)
-models a cache of that many blocks and then a range that fits gets CONDITION MET.
+PRE-FETCH: SBC-3 5.13 answers CONDITION MET when the whole range fits the cache and GOOD when it does not. We
+keep GOOD by default on purpose: libiscsi's test-tool (1.19 and its current master) sends every PRE-FETCH in
+test_prefetch10/16_simple, _flags and _0blocks with EXPECT_STATUS_GOOD, and its check_result() fails any status
+other than GOOD when GOOD is expected (CONDITION MET included); LIO answers GOOD as well, and our media have no
+cache we could pin blocks in. The LU attribute `prefetch_cache_blocks` (> 0, a sanlab extension, default 0)
+models a cache of that many blocks: then a range that fits gets CONDITION MET, as SBC-3 describes.
 """
 
 from __future__ import annotations

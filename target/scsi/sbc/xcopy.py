@@ -316,6 +316,66 @@ def operating_parameters() -> bytes:
     return (len(out) - 4).to_bytes(4, "big") + out[4:]
 
 
+class TpcDescriptorType(enum.IntEnum):
+    """Third-party copy descriptor types of the Third-party Copy VPD page (SPC-4 7.8.17, table 627)."""
+
+    SUPPORTED_COMMANDS = 0x0001
+    PARAMETER_DATA = 0x0004
+    SUPPORTED_DESCRIPTORS = 0x0008
+    SUPPORTED_CSCD_DESCRIPTOR_IDS = 0x000C
+    GENERAL_COPY_OPERATIONS = 0x8001
+
+
+def _tpc_descriptor(kind: TpcDescriptorType, body: bytes) -> bytes:
+    """One third-party copy descriptor: type, length, body padded to a multiple of 4 bytes (SPC-4 7.8.17.1)."""
+    body = body + bytes(-(4 + len(body)) % 4)
+    return int(kind).to_bytes(2, "big") + len(body).to_bytes(2, "big") + body
+
+
+def third_party_copy_descriptors() -> bytes:
+    """The descriptor list of the Third-party Copy VPD page (8Fh) for the EXTENDED COPY (LID1) copy manager: the
+    descriptors SPC-4 7.8.17.1 requires of a device that supports EXTENDED COPY (LID1), with the same limits
+    OPERATING PARAMETERS reports and `parse_extended_copy` enforces."""
+    # Supported Commands (7.8.17.3): per opcode, its list of service actions
+    commands: dict[int, list[int]] = {
+        EXTENDED_COPY: [SA_EXTENDED_COPY_LID1],
+        RECEIVE_COPY_RESULTS: [RcrServiceAction.COPY_STATUS, RcrServiceAction.OPERATING_PARAMETERS],
+    }
+    cmd_list = b"".join(bytes((op, len(sas), *sas)) for op, sas in commands.items())
+    supported_commands = bytes((len(cmd_list),)) + cmd_list
+    # Parameter Data (7.8.17.4): limits of the EXTENDED COPY parameter list
+    parameter_data = (
+        bytes(4)
+        + MAX_CSCD_DESCRIPTORS.to_bytes(2, "big")
+        + MAX_SEGMENT_DESCRIPTORS.to_bytes(2, "big")
+        + MAX_DESCRIPTOR_LIST_LENGTH.to_bytes(4, "big")
+        + (0).to_bytes(4, "big")  # MAXIMUM INLINE DATA LENGTH: no inline data
+        + bytes(12)
+    )
+    # Supported Descriptors (7.8.17.5): segment descriptor 02h and CSCD descriptor E4h
+    codes = bytes((DescriptorType.BLOCK_TO_BLOCK, DescriptorType.IDENTIFICATION_CSCD))
+    supported_descriptors = bytes((len(codes),)) + codes
+    # Supported CSCD Descriptor IDs (7.8.17.6): none above 07FFh (only indexes into the CSCD list)
+    supported_ids = (0).to_bytes(2, "big")
+    # General Copy Operations (7.8.17.10)
+    general = (
+        (1).to_bytes(4, "big")  # TOTAL CONCURRENT COPIES
+        + (1).to_bytes(4, "big")  # MAXIMUM IDENTIFIED CONCURRENT COPIES
+        + MAX_SEGMENT_LENGTH.to_bytes(4, "big")
+        + bytes((DATA_SEGMENT_GRANULARITY_LOG2, DATA_SEGMENT_GRANULARITY_LOG2))
+        + bytes(18)
+    )
+    return b"".join(
+        (
+            _tpc_descriptor(TpcDescriptorType.SUPPORTED_COMMANDS, supported_commands),
+            _tpc_descriptor(TpcDescriptorType.PARAMETER_DATA, parameter_data),
+            _tpc_descriptor(TpcDescriptorType.SUPPORTED_DESCRIPTORS, supported_descriptors),
+            _tpc_descriptor(TpcDescriptorType.SUPPORTED_CSCD_DESCRIPTOR_IDS, supported_ids),
+            _tpc_descriptor(TpcDescriptorType.GENERAL_COPY_OPERATIONS, general),
+        )
+    )
+
+
 def copy_status(result: CopyResult) -> bytes:
     """COPY STATUS data (SPC-4 6.18.3, table 219): transfer count in KiB once it no longer fits in bytes."""
     count, units = result.bytes_transferred, 0x00

@@ -3,7 +3,8 @@
 VPD pages: 00h supported pages, 80h unit serial number, 83h device identification (NAA IEEE Registered
 Extended, T10 vendor id, relative target port, target port group, logical unit group, SCSI name strings of the
 target port and target device), 86h extended INQUIRY data, B0h block limits, B1h block device
-characteristics, B2h logical block provisioning. B0h/B2h come from the same helpers the SBC handlers enforce
+characteristics, B2h logical block provisioning, 8Fh third-party copy (only while EXTENDED COPY is offered,
+emulate_3pc=1, together with the 3PC bit of the standard data). B0h/B2h come from the same helpers the SBC handlers enforce
 (`target.scsi.sbc.common`), so advertised and enforced limits agree.
 """
 
@@ -36,9 +37,9 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
     buf = bytearray(STANDARD_INQUIRY_LENGTH)
     buf[0] = PERIPHERAL_DEVICE_TYPE_DISK
     buf[2] = 0x06  # VERSION: SPC-4
-    buf[3] = 0x10 | 0x02  # HISUP, RESPONSE DATA FORMAT 2
+    buf[3] = 0x20 | 0x10 | 0x02  # NORMACA (ACA is supported, target.scsi.aca), HISUP, RESPONSE DATA FORMAT 2
     buf[4] = STANDARD_INQUIRY_LENGTH - 5
-    buf[5] = ((lu.tpgs & 0x3) << 4) | (0x08 if lu.attrs.emulate_3pc else 0)  # TPGS, 3PC
+    buf[5] = ((lu.tpgs & 0x3) << 4) | (0x08 if third_party_copy_offered(lu) else 0)  # TPGS, 3PC
     buf[7] = 0x02  # CMDQUE
     buf[8:16] = _ascii(lu.vendor, 8)
     buf[16:32] = _ascii(lu.product, 16)
@@ -120,6 +121,24 @@ def _sbc_common() -> Any:
     return common
 
 
+def _xcopy() -> Any:
+    try:
+        from target.scsi.sbc import xcopy
+    except ImportError:  # pragma: no cover - SPC-only build
+        return None
+    return xcopy
+
+
+def third_party_copy_offered(lu: LogicalUnit) -> bool:
+    """emulate_3pc is on and the EXTENDED COPY implementation is present."""
+    return bool(lu.attrs.emulate_3pc) and _xcopy() is not None
+
+
+def vpd_third_party_copy(ctx: CommandContext) -> bytes:
+    """Third-party Copy VPD page (SPC-4 7.8.17): what EXTENDED COPY (LID1) supports."""
+    return _vpd(0x8F, _xcopy().third_party_copy_descriptors())
+
+
 def vpd_block_limits(ctx: CommandContext) -> bytes:
     lu = ctx.lu
     common = _sbc_common()
@@ -178,14 +197,24 @@ VPD_PAGES: dict[int, Callable[[CommandContext], bytes]] = {
     0x80: vpd_unit_serial,
     0x83: vpd_device_identification,
     0x86: vpd_extended_inquiry,
+    0x8F: vpd_third_party_copy,
     0xB0: vpd_block_limits,
     0xB1: vpd_block_device_characteristics,
     0xB2: vpd_logical_block_provisioning,
 }
 
 
-def vpd_supported_pages() -> bytes:
-    return _vpd(0x00, bytes([0x00, *sorted(VPD_PAGES)]))
+#: pages offered only when the LU offers what they describe
+_CONDITIONAL_PAGES: dict[int, Callable[[LogicalUnit], bool]] = {0x8F: third_party_copy_offered}
+
+
+def _offered(lu: LogicalUnit | None, page: int) -> bool:
+    cond = _CONDITIONAL_PAGES.get(page)
+    return cond is None or (lu is not None and cond(lu))
+
+
+def vpd_supported_pages(lu: LogicalUnit | None = None) -> bytes:
+    return _vpd(0x00, bytes([0x00, *sorted(p for p in VPD_PAGES if _offered(lu, p))]))
 
 
 async def inquiry(ctx: CommandContext) -> ScsiResult:
@@ -196,9 +225,9 @@ async def inquiry(ctx: CommandContext) -> ScsiResult:
             ctx.invalid_cdb(2)  # SPC-4 6.6.1: PAGE CODE must be zero when EVPD is zero
         return ctx.respond(standard_inquiry(ctx.lu))
     if page == 0x00:
-        return ctx.respond(vpd_supported_pages())
+        return ctx.respond(vpd_supported_pages(ctx.lu))
     handler = VPD_PAGES.get(page)
-    if handler is None:
+    if handler is None or not _offered(ctx.lu, page):
         ctx.invalid_cdb(2)
     return ctx.respond(handler(ctx))
 

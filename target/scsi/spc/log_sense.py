@@ -62,8 +62,8 @@ async def log_sense(ctx: CommandContext) -> ScsiResult:
             ctx.invalid_cdb(5)
         body = b"".join(_parameter(code, value) for code, value in sorted(params.items()) if code >= pointer)
         return ctx.respond(_page(LOGICAL_BLOCK_PROVISIONING, body))
-    if subpage not in (0x00, 0xFF):
-        ctx.invalid_cdb(3)
+    if page in (SUPPORTED_PAGES, LOGICAL_BLOCK_PROVISIONING):
+        ctx.invalid_cdb(3)  # the page exists, that subpage does not (SPC-4 6.8)
     ctx.invalid_cdb(2, 5)
 
 

@@ -5,7 +5,11 @@ its changeable mask, and how to apply accepted values back to the LU:
   01h read-write error recovery   nothing changeable
   08h caching                     WCE changeable; the LU's write_cache_enabled (SBC uses it for FUA/flush)
   0Ah control                     D_SENSE, QErr (00b/01b/11b), TAS changeable and honoured by the device
+  0Ah/01h control extension       nothing changeable (TCMOS, SCSIP, IALUAE 0; SPC-4 7.5.9)
   1Ch informational exceptions    nothing changeable
+Subpages (SPC-4 6.11, 7.5.7): page 3Fh with subpage 00h returns every page_0 page, with subpage FFh every page and
+subpage; page N with subpage FFh returns page N and all its subpages; a subpage we do not have is INVALID FIELD
+IN CDB. Subpages use the sub_page format (SPF=1, 2-byte page length); MODE SELECT accepts them the same way.
 Saved values are not implemented: PC=11b -> SAVING PARAMETERS NOT SUPPORTED; MODE SELECT with SP=1 -> INVALID
 FIELD IN CDB. MODE SELECT validates the whole parameter list before applying anything; every error carries a
 field pointer into the parameter list. A change establishes MODE PARAMETERS CHANGED for the other I_T nexuses
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from target.scsi.device import LogicalUnit
 
 ALL_PAGES = 0x3F
+ALL_SUBPAGES = 0xFF
 
 
 class PageControl:
@@ -40,10 +45,25 @@ class PageControl:
 @dataclass(frozen=True)
 class ModePage:
     code: int
-    length: int  # PAGE LENGTH (bytes after byte 1)
+    length: int  # PAGE LENGTH (bytes after the page header: 2 for page_0 format, 4 for sub_page format)
     render: Callable[[LogicalUnit, bool], bytes]  # (lu, default) -> page bytes
     changeable: bytes
     apply: Callable[[LogicalUnit, bytes], None] | None = None
+    subpage: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.code, self.subpage)
+
+    @property
+    def header_length(self) -> int:
+        """2 for the page_0 format, 4 for the sub_page format (SPC-4 7.5.7)."""
+        return 4 if self.subpage else 2
+
+    def header(self) -> bytes:
+        if self.subpage:
+            return bytes((0x40 | self.code, self.subpage)) + self.length.to_bytes(2, "big")
+        return bytes((self.code, self.length))
 
     def current(self, lu: LogicalUnit) -> bytes:
         return self.render(lu, False)
@@ -95,32 +115,57 @@ def _apply_control(lu: LogicalUnit, page: bytes) -> None:
     lu.tas = bool(page[5] & 0x40)
 
 
+def _render_control_extension(lu: LogicalUnit, default: bool) -> bytes:
+    # SPC-4 7.5.9: TCMOS, SCSIP, IALUAE 0; INITIAL COMMAND PRIORITY 0 (no priorities); MAXIMUM SENSE DATA
+    # LENGTH 0 (no limit)
+    return bytes((0x40 | 0x0A, 0x01, 0x00, 0x1C)) + bytes(0x1C)
+
+
 def _render_informational_exceptions(lu: LogicalUnit, default: bool) -> bytes:
     return bytes(_page(0x1C, 0x0A))
 
 
-def _mask(length: int, **bits: int) -> bytes:
-    m = bytearray(2 + length)
+def _mask(length: int, header: int = 2, **bits: int) -> bytes:
+    m = bytearray(header + length)
     for key, value in bits.items():
         m[int(key[1:])] = value
     return bytes(m)
 
 
-MODE_PAGES: dict[int, ModePage] = {
-    p.code: p
+MODE_PAGES: dict[tuple[int, int], ModePage] = {
+    p.key: p
     for p in (
         ModePage(0x01, 0x0A, _render_error_recovery, _mask(0x0A)),
         ModePage(0x08, 0x12, _render_caching, _mask(0x12, b2=0x04), _apply_caching),
         ModePage(0x0A, 0x0A, _render_control, _mask(0x0A, b2=0x04, b3=0x06, b5=0x40), _apply_control),
+        ModePage(0x0A, 0x1C, _render_control_extension, _mask(0x1C, 4), subpage=0x01),
         ModePage(0x1C, 0x0A, _render_informational_exceptions, _mask(0x0A)),
     )
 }
 
 
+def _select_pages(code: int, subpage: int) -> list[ModePage] | None:
+    """The pages a MODE SENSE PAGE CODE / SUBPAGE CODE pair asks for (SPC-4 6.11, table 101), in ascending
+    (page, subpage) order; None when that combination is not supported."""
+    pages = sorted(MODE_PAGES.values(), key=lambda p: p.key)
+    if code == ALL_PAGES:
+        if subpage == 0x00:
+            return [p for p in pages if p.subpage == 0]
+        if subpage == ALL_SUBPAGES:
+            return pages
+        return None
+    if subpage == ALL_SUBPAGES:
+        found = [p for p in pages if p.code == code]
+        return found or None
+    page = MODE_PAGES.get((code, subpage))
+    return [page] if page is not None else None
+
+
 def _page_bytes(lu: LogicalUnit, page: ModePage, pc: int) -> bytes:
     if pc == PageControl.CHANGEABLE:
         mask = bytearray(page.changeable)
-        mask[0], mask[1] = page.code, page.length
+        head = page.header()
+        mask[: len(head)] = head
         return bytes(mask)
     if pc == PageControl.DEFAULT:
         return page.default(lu)
@@ -144,17 +189,12 @@ async def _mode_sense(ctx: CommandContext, ten: bool) -> ScsiResult:
     subpage = cdb[3]
     if pc == PageControl.SAVED:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.SAVING_PARAMETERS_NOT_SUPPORTED)
-    if code == ALL_PAGES:
-        if subpage not in (0x00, 0xFF):
-            ctx.invalid_cdb(3)
-        pages = b"".join(_page_bytes(lu, p, pc) for _, p in sorted(MODE_PAGES.items()))
-    else:
-        page = MODE_PAGES.get(code)
-        if page is None:
-            ctx.invalid_cdb(2, 5)
-        if subpage not in (0x00, 0xFF):  # no subpages; FFh asks for the page and all its subpages
-            ctx.invalid_cdb(3)
-        pages = _page_bytes(lu, page, pc)
+    selected = _select_pages(code, subpage)
+    if selected is None:
+        if code != ALL_PAGES and not any(p.code == code for p in MODE_PAGES.values()):
+            ctx.invalid_cdb(2, 5)  # no such page at all
+        ctx.invalid_cdb(3)  # the page exists, the subpage does not
+    pages = b"".join(_page_bytes(lu, p, pc) for p in selected)
     dsp = 0x80 if ctx.read_only else 0x00  # WP (SBC-3 6.4.1)
     if lu.attrs.emulate_fua_write:
         dsp |= 0x10  # DPOFUA
@@ -221,23 +261,32 @@ def parse_mode_select(lu: LogicalUnit, params: bytes, ten: bool) -> list[tuple[M
         if len(params) - off < 2:
             raise CheckCondition.param_list_length_error()
         b0 = params[off]
-        if b0 & 0x40:
-            raise CheckCondition.invalid_param(off, 6)  # SPF: no subpages
-        page = MODE_PAGES.get(b0 & 0x3F)
+        spf = bool(b0 & 0x40)
+        if spf and len(params) - off < 4:
+            raise CheckCondition.param_list_length_error()
+        sub = params[off + 1] if spf else 0
+        if spf and sub == 0:
+            raise CheckCondition.invalid_param(off, 6)  # subpage 00h is sent in the page_0 format
+        page = MODE_PAGES.get((b0 & 0x3F, sub))
         if page is None:
+            if spf and any(p.code == b0 & 0x3F for p in MODE_PAGES.values()):
+                raise CheckCondition.invalid_param(off + 1)  # the page exists, that subpage does not
             raise CheckCondition.invalid_param(off, 5)
-        if params[off + 1] != page.length:
+        if spf:
+            if int.from_bytes(params[off + 2 : off + 4], "big") != page.length:
+                raise CheckCondition.invalid_param(off + 2)
+        elif params[off + 1] != page.length:
             raise CheckCondition.invalid_param(off + 1)
-        end = off + 2 + page.length
+        end = off + page.header_length + page.length
         if end > len(params):
             raise CheckCondition.param_list_length_error()
         new = params[off:end]
         cur = page.current(lu)
-        for i in range(2, len(new)):
+        for i in range(page.header_length, len(new)):
             bad = (new[i] ^ cur[i]) & ~page.changeable[i] & 0xFF
             if bad:
                 raise CheckCondition.invalid_param(off + i, bad.bit_length() - 1)
-        if page.code == 0x0A and (new[3] >> 1) & 0x3 == 0x2:
+        if page.key == (0x0A, 0) and (new[3] >> 1) & 0x3 == 0x2:
             raise CheckCondition.invalid_param(off + 3, 2)  # QErr 10b is reserved
         accepted.append((page, bytes(new)))
         off = end

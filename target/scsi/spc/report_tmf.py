@@ -1,6 +1,7 @@
 """REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.37): what `target.scsi.dispatch.Dispatcher` implements
-over iSCSI: ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET. Not: CLEAR ACA (ACA is
-not supported), QUERY TASK / QUERY TASK SET / QUERY ASYNCHRONOUS EVENT / I_T NEXUS RESET (not iSCSI functions)."""
+over iSCSI: ABORT TASK, ABORT TASK SET, CLEAR ACA (target.scsi.aca), CLEAR TASK SET, LOGICAL UNIT RESET,
+TARGET RESET. Not: QUERY TASK / QUERY TASK SET / QUERY ASYNCHRONOUS EVENT / I_T NEXUS RESET (not iSCSI
+functions)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from target.scsi.context import CommandContext
 
 ATS, ATSS, CACAS, CTSS, LURS, QTS, TRS, WAKES = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01
-SUPPORTED = ATS | ATSS | CTSS | LURS | TRS
+SUPPORTED = ATS | ATSS | CACAS | CTSS | LURS | TRS
 
 
 def supported_tmf_data(repd: bool) -> bytes:
