@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/setup-host.sh | md5sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
 .PHONY: setup host venv lint typecheck unit test demo clean
 
@@ -10,10 +10,11 @@ setup: host venv
 
 host:
 	@scripts/setup-host.sh
+	@scripts/setup-docker.sh
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup-host.sh
+$(STAMP): pyproject.toml
 	@scripts/setup-host.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip==26.3
