@@ -12,6 +12,7 @@ from 1 in configuration order, so they are stable for a given configuration.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from target.backstore.base import Backstore
 from target.config.model import Config, StorageObjectConfig, TpgConfig
 from target.iscsi.session import SessionRegistry
+from target.metrics.counters import IoStats
 from target.scsi.command import LunAccess, Nexus
 
 log = logging.getLogger("target.runtime")
@@ -86,6 +88,43 @@ class Runtime:
 
     def relative_port_id(self, target_name: str, tpg_tag: int) -> int:
         return self.port_ids.get((target_name.lower(), tpg_tag), 1)
+
+    # ------------------------------------------------------------------------------ persistent reservations
+
+    def attach_pr(self, lu: Any) -> Any:
+        """Give a logical unit its persistent reservation state, loading APTPL state from
+        <state_dir>/pr/ (target.scsi.pr; call for every LU added after build_runtime)."""
+        from target.scsi.pr import attach
+
+        return attach(lu, self.config.state_dir)
+
+    # ------------------------------------------------------------------------------ ALUA (target.scsi.alua)
+
+    def attach_alua(self, lu: Any) -> Any:
+        """Give a logical unit its ALUA target port groups (call for every LU added after build_runtime)."""
+        from target.scsi.alua import attach_alua
+
+        return attach_alua(lu, self)
+
+    async def set_alua_state(self, storage_object: str, group: str | int, state: str | int) -> dict[str, Any]:
+        """Implicit ALUA transition of `group` (name or id) of `storage_object` ("plugin/name") to `state`
+        ("active_optimized", "standby", ...): TRANSITIONING for the group's trans_delay_ms, then the state, with
+        ASYMMETRIC ACCESS STATE CHANGED to every nexus. Raises KeyError (no such LU / no ALUA) or
+        target.scsi.alua.AluaError (unknown group or state). Returns the group's new description."""
+        lu = self.lus.get(storage_object)
+        alua = getattr(lu, "alua", None)
+        if lu is None or alua is None:
+            raise KeyError(storage_object)
+        g = await alua.set_state(group, state)
+        return dict(g.as_dict())
+
+    def alua_groups(self, storage_object: str) -> list[dict[str, Any]]:
+        """The ALUA groups of a storage object: states, members, relative port ids, per-group I/O counters."""
+        lu = self.lus.get(storage_object)
+        alua = getattr(lu, "alua", None)
+        if lu is None or alua is None:
+            raise KeyError(storage_object)
+        return list(alua.snapshot())
 
     def nexus_for(self, initiator_name: str, isid: int, target_name: str, tpg_tag: int) -> Nexus:
         return Nexus(
@@ -168,6 +207,8 @@ def build_runtime(
             rt.backstores[so.path] = bs
             lu = make_lu(bs, so, rt.registry)
             rt.lus[so.path] = lu
+            with contextlib.suppress(AttributeError, TypeError):
+                lu.io_stats = IoStats()  # per-LU counters (target.metrics)
             add = getattr(rt.registry, "add", None) or getattr(rt.registry, "register", None)
             if add is not None:
                 add(lu)
@@ -179,6 +220,10 @@ def build_runtime(
         for tpg in target.tpgs:
             rt.port_ids[(target.wwn.lower(), tpg.tag)] = rtpi
             rtpi += 1
+    for lu in rt.lus.values():
+        if hasattr(lu, "ua") and hasattr(lu, "attrs"):  # a real LogicalUnit (tests pass stand-ins)
+            rt.attach_alua(lu)
+            rt.attach_pr(lu)
     rt.dispatcher = make_dispatcher(rt.registry)
     log.info(
         "runtime: %d storage objects, %d targets, %d portals",

@@ -25,7 +25,9 @@ import inspect
 import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from target.config.model import Config
@@ -44,6 +46,7 @@ from target.iscsi.login import LoginKind, LoginMachine, LoginResult
 from target.iscsi.negotiation import TextNegotiator, target_settings
 from target.iscsi.session import Session
 from target.iscsi.task import limits_from_params
+from target.metrics.counters import IoStats
 from target.pdu import codec
 from target.pdu.framing import FramingError, PduReader
 from target.pdu.pdus import Opcode
@@ -117,37 +120,86 @@ class _Link:
         self.pump_scheduled = False
         self.closing = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self.local: tuple[str, int] = ("", 0)
+        self.peer: tuple[str, int] | None = None
+        self.stats = IoStats()
 
 
 class TargetServer:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.config = runtime.config
         self._servers: list[asyncio.AbstractServer] = []
+        self._listeners: dict[tuple[str, int], asyncio.AbstractServer] = {}
+        #: counts of connections that have ended, per (target, tpg tag) (metrics)
+        self.retired: dict[tuple[str, int], IoStats] = {}
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.addresses: list[tuple[str, int]] = []
 
+    @property
+    def config(self) -> Config:
+        return self.rt.config
+
     # ------------------------------------------------------------------------------ listeners
 
     async def start(self) -> None:
         for ip, port in self.rt.portals():
-            host: str | None = ip
-            family = socket.AF_UNSPEC
-            if ip in ("0.0.0.0", "::", ""):
-                # a wildcard portal listens on every address (both families for "::")
-                host = None if ip in ("::", "") else "0.0.0.0"
-                family = socket.AF_UNSPEC if host is None else socket.AF_INET
-            server = await asyncio.start_server(
-                self._on_client, host=host, port=port, family=family, reuse_address=True, limit=READ_CHUNK
-            )
-            self._servers.append(server)
-            for sock in server.sockets:
-                addr = sock.getsockname()
-                self.addresses.append((addr[0], addr[1]))
-                log.info("listening on %s port %d", addr[0], addr[1])
+            await self.open_listener(ip, port)
         self._ticker = asyncio.create_task(self._tick_loop())
+
+    def listening(self) -> list[tuple[str, int]]:
+        """The portal addresses (as configured) this server listens on."""
+        return list(self._listeners)
+
+    async def open_listener(self, ip: str, port: int) -> None:
+        """Listen on a portal address (live: the management API adds portals through this)."""
+        if (ip, port) in self._listeners:
+            return
+        host: str | None = ip
+        family = socket.AF_UNSPEC
+        if ip in ("0.0.0.0", "::", ""):
+            # a wildcard portal listens on every address (both families for "::")
+            host = None if ip in ("::", "") else "0.0.0.0"
+            family = socket.AF_UNSPEC if host is None else socket.AF_INET
+        server = await asyncio.start_server(
+            self._on_client, host=host, port=port, family=family, reuse_address=True, limit=READ_CHUNK
+        )
+        self._servers.append(server)
+        self._listeners[(ip, port)] = server
+        for sock in server.sockets:
+            addr = sock.getsockname()
+            self.addresses.append((addr[0], addr[1]))
+            log.info("listening on %s port %d", addr[0], addr[1])
+
+    async def close_listener(self, ip: str, port: int) -> None:
+        """Stop accepting on a portal address (existing connections are the management API's business)."""
+        server = self._listeners.pop((ip, port), None)
+        if server is None:
+            return
+        server.close()
+        if server in self._servers:
+            self._servers.remove(server)
+        for sock in getattr(server, "sockets", ()):
+            addr = sock.getsockname()
+            with contextlib.suppress(ValueError):
+                self.addresses.remove((addr[0], addr[1]))
+        log.info("stopped listening on %s port %d", ip, port)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    def config_changed(self) -> None:
+        """The management API swapped the runtime's Config (logins read it through `self.config`)."""
+
+    def session_locals(self) -> dict[int, list[tuple[str, int]]]:
+        """id(session) -> the local (portal) addresses its connections came in through."""
+        out: dict[int, list[tuple[str, int]]] = {}
+        for link in self._links:
+            out.setdefault(id(link.conn.session), []).append(link.local)
+        return out
+
+    def links(self) -> list[_Link]:
+        return list(self._links)
 
     async def close(self, *, grace: float | None = None) -> None:
         """Graceful shutdown: stop listening, ask every initiator to log out, then close what remains."""
@@ -248,6 +300,7 @@ class TargetServer:
             return
         conn = self._attach(result, local)
         link = _Link(conn, writer, framer)
+        link.local, link.peer = local, peer
         cp = result.connection_params
         link.header_digest, link.data_digest = cp.header_digest, cp.data_digest
         framer.header_digest, framer.data_digest = cp.header_digest, cp.data_digest
@@ -270,6 +323,20 @@ class TargetServer:
             self._links.discard(link)
             conn.close("connection lost")
             self._pump(link)
+            self._retire(link)
+
+    def _retire(self, link: _Link) -> None:
+        """Fold an ended connection's counters into its session and its TPG (metrics stay monotonic)."""
+        link.stats.digest_errors += link.conn.digest_errors
+        link.conn.digest_errors = 0
+        session = link.conn.session
+        retired = getattr(session, "io_retired", None)
+        if retired is None:
+            retired = session.io_retired = IoStats()  # type: ignore[attr-defined]
+        retired.add(link.stats)
+        key = (session.nexus.target_name, session.nexus.tpg_tag)
+        self.retired.setdefault(key, IoStats()).add(link.stats)
+        link.stats = IoStats()
 
     async def _login(
         self,
@@ -393,6 +460,8 @@ class TargetServer:
                         break
             except FramingError as exc:
                 # header digest error, oversized segment, buffer bound: the connection cannot continue
+                if "digest" in str(exc).lower():
+                    link.stats.digest_errors += 1
                 conn.log.with_logger(log).warning("framing error: %s", exc)
                 conn.close(f"framing error: {exc}")
             self._pump(link)
@@ -448,8 +517,10 @@ class TargetServer:
 
     async def _execute(self, link: _Link, event: ExecuteCommand) -> None:
         conn = link.conn
+        request = event.request
+        started = time.perf_counter()
         try:
-            result = await self.rt.dispatcher.execute(event.request)
+            result = await self.rt.dispatcher.execute(request)
         except TaskAborted:
             conn.log.with_logger(log).debug("aborted: no response", extra={"itt": event.task.itt})
             conn.command_aborted(event.task)
@@ -457,6 +528,15 @@ class TargetServer:
         except Exception:
             conn.log.with_logger(log).exception("SCSI layer failed", extra={"itt": event.task.itt})
             result = ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_INTERNAL_FAILURE)
+        # counters: plain increments on the connection's and the LU's IoStats
+        elapsed = time.perf_counter() - started
+        n_in, n_out = len(result.data_in), len(request.data_out)
+        error = result.status != ScsiStatus.GOOD
+        link.stats.command(n_in, n_out, error, elapsed)
+        access = request.lun_map.get(request.lun)
+        lu_stats = getattr(access.lu, "io_stats", None) if access is not None else None
+        if lu_stats is not None:
+            lu_stats.command(n_in, n_out, error, elapsed)
         conn.command_complete(event.task, result)
         if not link.closing and link.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             with contextlib.suppress(ConnectionError, OSError):
@@ -464,6 +544,7 @@ class TargetServer:
 
     async def _task_management(self, link: _Link, event: RunTaskManagement) -> None:
         job = event.job
+        link.stats.tmf_requests += 1
         response = await tmf.perform(job, self.rt.dispatcher)
         link.conn.tmf_complete(job, response)
         if job.close_all_after:
@@ -473,6 +554,20 @@ class TargetServer:
                 s.close("target cold reset")
 
 
+@dataclass
+class ManagementOptions:
+    """The management side of `serve`: API socket/TCP listener, metrics port, persistence, SIGHUP file."""
+
+    socket_path: str | None = None  # None: no Unix socket API
+    tcp: tuple[str, int] | None = None  # management API on TCP (needs token)
+    token: str = ""
+    metrics: tuple[str, int] | None = None  # plain Prometheus listener
+    config_path: str | None = None  # the file SIGHUP / reload re-reads
+    save_path: str | None = None  # save the running config here after every change
+    keep: int = 3  # previous copies kept (FILE.1 ... FILE.N)
+    reload_on_sighup: bool = False
+
+
 async def serve(
     config: Config,
     *,
@@ -480,25 +575,64 @@ async def serve(
     stop: asyncio.Event | None = None,
     runtime: Runtime | None = None,
     server_out: list[TargetServer] | None = None,
+    management: ManagementOptions | None = None,
+    manager_out: list[Any] | None = None,
 ) -> None:
     """Serve `config` until `stop` is set (forever when None), then shut down gracefully."""
+    from target.api.http import start_api
+    from target.api.manager import Manager
+
     rt = runtime or build_runtime(config)
     server = TargetServer(rt)
     if server_out is not None:
         server_out.append(server)
+    opts = management or ManagementOptions()
+    manager = Manager(rt, server, config_path=opts.config_path, save_path=opts.save_path, keep=opts.keep)
+    if manager_out is not None:
+        manager_out.append(manager)
+    api = None
+    loop = asyncio.get_running_loop()
     try:
         await server.start()
+        if opts.socket_path or opts.tcp or opts.metrics:
+            api = await start_api(
+                manager, socket_path=opts.socket_path, tcp=opts.tcp, token=opts.token, metrics=opts.metrics
+            )
+        if opts.reload_on_sighup and opts.config_path:
+
+            def _hup() -> None:
+                log.info("SIGHUP: reloading %s", opts.config_path)
+                task = asyncio.ensure_future(_reload(manager))
+                task.add_done_callback(_log_task_error)
+
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, _hup)
         if ready is not None:
             ready.set()
         await (stop.wait() if stop is not None else asyncio.Event().wait())
         log.info("shutting down")
         await server.close()
     finally:
+        if opts.reload_on_sighup:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
+        if api is not None:
+            await api.close()
         if runtime is None:
             rt.close()
 
 
-def run(config: Config, *, log_level: str = "info") -> int:
+async def _reload(manager: Any) -> None:
+    try:
+        report = await manager.reload()
+    except Exception as exc:  # a bad file must not stop the target: log it, keep running
+        log.error("reload failed: %s", exc)
+        return
+    for failure in report.failed:
+        log.error("reload: %s: %s", failure.path, failure.reason)
+
+
+def run(config: Config, *, log_level: str = "info", management: ManagementOptions | None = None) -> int:
     """Blocking entry point (the CLI's `sanlab target serve`): serve until SIGINT/SIGTERM, exit 0."""
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -511,7 +645,7 @@ def run(config: Config, *, log_level: str = "info") -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop=stop)
+        await serve(config, stop=stop, management=management)
 
     try:
         import uvloop

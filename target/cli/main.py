@@ -76,7 +76,21 @@ def _version() -> str:
         return "unknown"
 
 
+#: modules that add `sanlab target` verbs at import (register_target_command)
+TARGET_EXTENSION_MODULES = ("target.cli.manage",)
+_loaded_target_extensions: set[str] = set()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    for module_name in TARGET_EXTENSION_MODULES:
+        if module_name in _loaded_target_extensions:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        _loaded_target_extensions.add(module_name)
+        module.register_verbs(register_target_command)
     parser = _Parser(prog="sanlab", description="Userspace iSCSI target and virtual SAN lab.")
     parser.add_argument("--version", action="version", version=f"sanlab {_version()}")
     parser.set_defaults(func=_usage(parser))
@@ -89,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", help="run a target in the foreground until SIGINT/SIGTERM")
     _config_arg(serve)
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", type=str.lower)
+    serve.add_argument(
+        "--socket", metavar="PATH", help="management API socket (default /run/sanlab/target.sock)"
+    )
+    serve.add_argument("--no-api", action="store_true", help="serve no management API")
+    serve.add_argument("--api-port", type=int, metavar="PORT", help="also serve the API on 127.0.0.1:PORT")
+    serve.add_argument("--api-address", default="127.0.0.1", help="address for --api-port")
+    serve.add_argument("--token", help="bearer token for --api-port (or $SANLAB_TOKEN)")
+    serve.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="Prometheus /metrics on 127.0.0.1:PORT"
+    )
+    serve.add_argument(
+        "--save",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="save the running config after every change (default FILE: <state_dir>/saveconfig.json)",
+    )
+    serve.add_argument("--keep", type=int, default=3, help="previous saved copies kept (FILE.1 .. FILE.N)")
     serve.set_defaults(func=cmd_target_serve)
 
     check = verbs.add_parser("check", help="validate a configuration and print its object tree")
@@ -199,13 +231,51 @@ def cmd_target_serve(args: argparse.Namespace) -> int:
         _err().print(Text(f"cannot start the target: {e}", style="red"))
         return EXIT_FAILURE
     run: Callable[..., int] = server.run
+    extra: dict[str, object] = {}
+    if hasattr(server, "ManagementOptions"):
+        try:
+            extra["management"] = _management_options(args, cfg, server)
+        except ValueError as e:
+            _err().print(Text(str(e), style="red"))
+            return EXIT_USAGE
     try:
-        return int(run(cfg, log_level=args.log_level))
+        return int(run(cfg, log_level=args.log_level, **extra))
     except Exception as e:  # the CLI edge: one readable line, the traceback only when debugging
         if args.log_level == "debug":
             raise
         _err().print(Text(f"target failed: {e}", style="red"))
         return EXIT_FAILURE
+
+
+def _management_options(args: argparse.Namespace, cfg: Config, server: object) -> object:
+    import os
+    from pathlib import Path
+
+    from target.api.http import SOCKET_ENV, TOKEN_ENV, default_socket_path
+
+    options: Callable[..., object] = server.ManagementOptions  # type: ignore[attr-defined]
+    socket_path = None
+    if not args.no_api:
+        socket_path = args.socket or os.environ.get(SOCKET_ENV) or default_socket_path()
+    tcp = None
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if args.api_port:
+        if not token:
+            raise ValueError("--api-port needs --token (or $SANLAB_TOKEN)")
+        tcp = (args.api_address, args.api_port)
+    save_path = None
+    if args.save is not None:
+        save_path = args.save or str(Path(cfg.state_dir) / "saveconfig.json")
+    return options(
+        socket_path=socket_path,
+        tcp=tcp,
+        token=token,
+        metrics=("127.0.0.1", args.metrics_port) if args.metrics_port else None,
+        config_path=os.path.abspath(args.config),
+        save_path=save_path,
+        keep=args.keep,
+        reload_on_sighup=True,
+    )
 
 
 def cmd_target_check(args: argparse.Namespace) -> int:

@@ -199,6 +199,7 @@ class Connection:
         self.name = name or self.log.prefix
         self.tasks: dict[int, Task] = {}
         self.closed = False
+        self.digest_errors = 0  # data digest errors seen (metrics; header digest errors end the connection)
         self.wakeup: Callable[[], None] | None = None
         self._events: list[Event] = []
         self._ttts: Iterator[int] = session.ttt_source()
@@ -236,6 +237,7 @@ class Connection:
         if not raw.data_digest_ok:
             # RFC 7143 7.8: answer with Reject (Data Digest Error) and discard the PDU
             self.log.warning("data digest error on %s", type(pdu).__name__, extra={"itt": raw.itt})
+            self.digest_errors += 1
             self._reject(RejectReason.DATA_DIGEST_ERROR)
             return
         self._dispatch(pdu)

@@ -1,0 +1,1 @@
+"""Per target, TPG, LUN, session and connection I/O counters, and their Prometheus exposition."""
