@@ -1,0 +1,1 @@
+"""Scenarios (drills): a topology plus what to run on it, in fixed phases (`runner`)."""

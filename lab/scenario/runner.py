@@ -1,0 +1,368 @@
+"""Bring-up, drill and tear-down, in fixed phases: images -> bring-up -> prepare -> run -> verify -> tear-down.
+
+`lab_up` renders the inventory into the run directory and runs playbooks/up.yml, then testinfra on every node;
+`lab_down` runs playbooks/down.yml and sweeps anything left carrying the lab's label; `run_scenario` does a
+whole drill and writes results/<scenario>/<run-id>/ (summary.json, records.jsonl, matrix.png, matrix.md,
+report.md, ansible/). Every external step is bounded in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from lab.drivers.exec import DockerExec, Executor, SshExec
+from lab.drivers.initiators import (
+    CHECKS,
+    Check,
+    InitiatorReport,
+    ipxe_checks,
+    libiscsi_checks,
+    linux_vm_checks,
+    qemu_driver_checks,
+)
+from lab.inventory import LABEL, ImageInfo, container_name, hosts_of, render_inventory, write_inventory
+from lab.plots.matrix import matrix_figure, matrix_markdown
+from lab.results import RunDir
+from lab.scenario.model import Scenario
+from lab.topology.model import InitiatorKind, Topology
+from lab.topology.target_config import lun_path
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ROOT / "playbooks"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Phase:
+    name: str
+    passed: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class LabRun:
+    topo: Topology
+    run_dir: Path
+    console: Console
+    phases: list[Phase] = field(default_factory=list)
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    inventory: dict[str, Any] = field(default_factory=dict)
+
+    def phase(self, name: str, fn: Callable[[], str]) -> bool:
+        t0 = time.monotonic()
+        with self.console.status(f"[bold]{name}[/bold] ..."):
+            try:
+                detail, ok = fn(), True
+            except Exception as e:  # a phase failure is a result, reported in summary.json
+                detail, ok = f"{type(e).__name__}: {e}", False
+        p = Phase(name, ok, round(time.monotonic() - t0, 3), detail[-2000:])
+        self.phases.append(p)
+        colour = "green" if ok else "red"
+        self.console.print(
+            f"[{colour}]{name}: {'done' if ok else 'FAILED'}[/{colour}] ({p.seconds:.1f} s) {detail[-300:] if not ok else ''}"
+        )
+        return ok
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(PLAYBOOKS / "roles"),
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        ANSIBLE_NOCOLOR="1",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    return env
+
+
+def run_playbook(playbook: str, inventory: Path, log: Path, timeout: float) -> None:
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook)]
+    with log.open("w") as f:
+        try:
+            cp = subprocess.run(
+                argv, stdout=f, stderr=subprocess.STDOUT, env=ansible_env(), timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"{playbook} timed out after {timeout:.0f} s (log: {log})") from e
+    if cp.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise RuntimeError(f"{playbook} failed (rc {cp.returncode}, log: {log}):\n" + "\n".join(tail))
+
+
+def testinfra_targets(topo: Topology, inventory: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(host URL, role, facts) for every node testinfra checks."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for name, hv in hosts_of(inventory, "targets").items():
+        facts = {
+            "portals": hv["iscsi_target_portals"],
+            "luns": hv["iscsi_target_luns"],
+            "lun_dir": hv["iscsi_target_lun_dir"],
+        }
+        out.append((f"docker://{container_name(topo, name)}", "target", facts))
+    for group, role in (
+        ("linux_initiators", "linux"),
+        ("libiscsi_initiators", "libiscsi"),
+        ("qemu_initiators", "qemu"),
+        ("ipxe_initiators", "qemu"),
+    ):
+        for name, hv in hosts_of(inventory, group).items():
+            facts = {
+                "iqn": hv["iscsi_initiator_name"],
+                "target_iqn": hv["iscsi_target_iqn"],
+                "portals": hv["iscsi_portals"],
+                "multipath": hv["iscsi_multipath"],
+            }
+            if role == "linux":
+                url = f"ssh://root@{hv['ansible_host']}:{hv['ansible_port']}?ssh_identity_file={hv['ansible_ssh_private_key_file']}&ssh_extra_args=-o%20StrictHostKeyChecking=no%20-o%20UserKnownHostsFile=/dev/null"
+            else:
+                url = f"docker://{container_name(topo, name)}"
+            out.append((url, role, facts))
+    return out
+
+
+def run_testinfra(topo: Topology, inventory: dict[str, Any], log: Path) -> str:
+    failed = []
+    with log.open("w") as f:
+        for url, role, facts in testinfra_targets(topo, inventory):
+            env = dict(os.environ, SANLAB_NODE_ROLE=role, SANLAB_NODE_FACTS=json.dumps(facts))
+            argv = [
+                str(BIN / "pytest"),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=",
+                f"--hosts={url}",
+                str(PLAYBOOKS / "testinfra" / "test_lab_node.py"),
+            ]
+            f.write(f"== {url} ({role})\n")
+            f.flush()
+            try:
+                cp = subprocess.run(
+                    argv,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=300,
+                    check=False,
+                    cwd=str(log.parent),
+                )
+                rc = cp.returncode
+            except subprocess.TimeoutExpired:
+                rc = 124
+            if rc != 0:
+                failed.append(url.split("?")[0])
+    if failed:
+        raise RuntimeError(f"testinfra failed on {', '.join(failed)} (log: {log})")
+    return "every node checked"
+
+
+def lab_up(lab: LabRun, timeout: float = 3600) -> bool:
+    from lab.drivers.images import ensure_images
+
+    ansible_dir = lab.run_dir / "ansible"
+    ansible_dir.mkdir(parents=True, exist_ok=True)
+
+    def images() -> str:
+        try:
+            from lab.images.docker_setup import ensure_docker  # type: ignore[import-not-found,unused-ignore]
+
+            ensure_docker()
+        except ImportError:
+            pass
+        lab.images = ensure_images(lab.topo, progress=lambda m: lab.console.log(m))
+        return ", ".join(sorted(k for k in lab.images if "@" not in k))
+
+    def bring_up() -> str:
+        lab.inventory = render_inventory(lab.topo, lab.images, lab.run_dir)
+        inv = write_inventory(lab.inventory, ansible_dir / "inventory.yml")
+        run_playbook("up.yml", inv, ansible_dir / "up.log", timeout)
+        return run_testinfra(lab.topo, lab.inventory, ansible_dir / "testinfra.log")
+
+    return lab.phase("images", images) and lab.phase("bring-up", bring_up)
+
+
+def lab_down(topo: Topology, run_dir: Path, timeout: float = 600) -> str:
+    """playbooks/down.yml, then a sweep by label with the docker CLI (nothing the lab made survives)."""
+    ansible_dir = run_dir / "ansible"
+    ansible_dir.mkdir(parents=True, exist_ok=True)
+    inv = {
+        "all": {
+            "vars": {"lab_name": topo.name, "lab_label": LABEL},
+            "children": {
+                "lab_control": {
+                    "hosts": {
+                        "localhost": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        }
+                    }
+                }
+            },
+        }
+    }
+    err = ""
+    try:
+        run_playbook(
+            "down.yml",
+            write_inventory(inv, ansible_dir / "down-inventory.yml"),
+            ansible_dir / "down.log",
+            timeout,
+        )
+    except RuntimeError as e:
+        err = str(e)
+    flt = f"label={LABEL}={topo.name}"
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", flt], capture_output=True, text=True, timeout=60, check=False
+    ).stdout.split()
+    if left:
+        subprocess.run(["docker", "rm", "-f", *left], capture_output=True, timeout=120, check=False)
+    nets = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", flt],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout.split()
+    if nets:
+        subprocess.run(["docker", "network", "rm", *nets], capture_output=True, timeout=120, check=False)
+    return f"removed {len(left)} leftover containers, {len(nets)} networks after the playbook" + (
+        f"; {err}" if err else ""
+    )
+
+
+def executor_for(topo: Topology, name: str, inventory: dict[str, Any]) -> Executor:
+    hv = hosts_of(inventory, "initiators").get(name, {})
+    if hv.get("ansible_connection") == "community.docker.docker":
+        return DockerExec(hv["ansible_host"])
+    return SshExec(name, hv["ansible_host"], int(hv["ansible_port"]), hv["ansible_ssh_private_key_file"])
+
+
+def compat_drill(lab: LabRun, rd: RunDir) -> list[InitiatorReport]:
+    reports: list[InitiatorReport] = []
+    topo = lab.topo
+    for ini in topo.initiators:
+        lab.console.log(f"checks on {ini.name} ({ini.kind})")
+        ex = executor_for(topo, ini.name, lab.inventory)
+        try:
+            if ini.kind is InitiatorKind.IPXE:
+                tgt = topo.target(ini.target)
+                lun = next(lu for lu in tgt.luns if lu.index == ini.lun)
+                rep = ipxe_checks(
+                    topo, ini, ex, DockerExec(container_name(topo, tgt.name)), lun_path(tgt, lun.name)
+                )
+            else:
+                fn = {
+                    InitiatorKind.LINUX_VM: linux_vm_checks,
+                    InitiatorKind.LIBISCSI: libiscsi_checks,
+                    InitiatorKind.QEMU_DRIVER: qemu_driver_checks,
+                }[ini.kind]
+                rep = fn(topo, ini, ex)
+        except Exception as e:  # one initiator's crash must not hide the others' results
+            rep = InitiatorReport(ini.name, ini.kind.value, ini.release.value if ini.release else None)
+            rep.checks = [Check(c, "failed", f"{type(e).__name__}: {e}") for c in CHECKS]
+        for c in rep.checks:
+            rd.record("check", initiator=ini.name, initiator_kind=ini.kind.value, release=rep.release, **c.as_dict())
+        lab.console.log(f"{ini.name}: {'passed' if rep.passed else 'FAILED'}")
+        reports.append(rep)
+    return reports
+
+
+def run_scenario(
+    sc: Scenario, results_root: Path, *, keep: bool = False, console: Console | None = None
+) -> tuple[Path, bool]:
+    console = console or Console(stderr=True)
+    rd = RunDir.create(results_root, sc.name)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    lab = LabRun(sc.topology, rd.path, console)
+    rd.record("scenario", name=sc.name, source=sc.source, topology=sc.topology.name)
+    reports: list[InitiatorReport] = []
+    up = lab_up(lab, sc.bring_up_s)
+    if up:
+        lab.phase("prepare", lambda: "boot sector for iPXE is placed by its check; targets ready")
+
+        def run() -> str:
+            reports.extend(compat_drill(lab, rd))
+            return f"{sum(r.passed for r in reports)}/{len(reports)} initiators passed"
+
+        lab.phase("run", run)
+    if reports:
+        fig = matrix_figure([r.as_dict() for r in reports], title=f"{sc.name}: initiator x check")
+        fig.savefig(rd.path / "matrix.png", dpi=110)
+        rd.write_text("matrix.md", matrix_markdown([r.as_dict() for r in reports]))
+
+    def verify() -> str:
+        bad = [r.name for r in reports if not r.passed]
+        if not reports or bad:
+            raise RuntimeError(f"failed initiators: {', '.join(bad) or 'none ran'}")
+        return "every initiator passed"
+
+    lab.phase("verify", verify)
+    if not keep:
+        lab.phase("tear-down", lambda: lab_down(sc.topology, rd.path))
+    passed = all(p.passed for p in lab.phases) and bool(reports)
+    for p in lab.phases:
+        rd.record("phase", name=p.name, passed=p.passed, seconds=p.seconds, detail=p.detail)
+    summary = {
+        "scenario": sc.name,
+        "run_id": rd.run_id,
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - t0, 3),
+        "passed": passed,
+        "kept": keep,
+        "phases": [
+            {"name": p.name, "passed": p.passed, "seconds": p.seconds, "detail": p.detail} for p in lab.phases
+        ],
+        "targets": [{"name": t.name, "kind": t.kind.value, "iqn": t.iqn} for t in sc.topology.targets],
+        "initiators": [r.as_dict() for r in reports],
+    }
+    rd.write_summary(summary)
+    rd.write_text("report.md", report_markdown(summary))
+    return rd.path, passed
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        f"# {summary['scenario']}: {'passed' if summary['passed'] else 'FAILED'}",
+        "",
+        f"run `{summary['run_id']}`, started {summary['started']}, {summary['duration_s']:.0f} s",
+        "",
+        "| phase | result | s |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {p['name']} | {'done' if p['passed'] else 'FAILED'} | {p['seconds']:.1f} |"
+        for p in summary["phases"]
+    ]
+    if summary["initiators"]:
+        lines += [
+            "",
+            "## Initiators",
+            "",
+            matrix_markdown(summary["initiators"]),
+            "![matrix](matrix.png)",
+            "",
+        ]
+        for ini in summary["initiators"]:
+            vers = ", ".join(f"{k} {v}" for k, v in ini["versions"].items())
+            lines.append(
+                f"- **{ini['name']}** ({ini['kind']}{', ' + ini['release'] if ini['release'] else ''}): {vers}"
+            )
+    failed = [p for p in summary["phases"] if not p["passed"]]
+    if failed:
+        lines += ["", "## Failures", ""] + [f"- {p['name']}: `{p.get('detail', '')[-500:]}`" for p in failed]
+    return "\n".join(lines) + "\n"
