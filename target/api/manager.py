@@ -580,6 +580,9 @@ class Manager:
             rt.backstores[name] = bs
             rt.lus[name] = lu
             rt.registry.add(lu)
+            # the same per-LU state a start-up LU gets: ALUA groups, persistent reservations (APTPL reload)
+            rt.attach_alua(lu)
+            rt.attach_pr(lu)
             for nexus in live_nexuses:
                 lu.nexus_created(nexus)
         # sessions: close what must go, remap the rest

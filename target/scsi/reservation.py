@@ -3,8 +3,16 @@
 SPC-2 RESERVE/RELEASE (SPC-2 5.5.1, 7.21, 7.24) keep one holder I_T nexus. Persistent reservations (SPC-4 5.13)
 plug in through the `PersistentReservations` protocol: when a PR object is attached and holds a reservation,
 the gate asks it (type, holder?, registered?) and derives the verdict from the command's `PrClass`
-(SPC-4 5.13.1 table 62). An SPC-2 reservation and a persistent reservation never coexist: RESERVE while a
-persistent reservation exists is a conflict (SPC-4 5.13.3, compatible reservation handling).
+(SPC-4 5.13.1 table 62).
+
+SPC-2 RESERVE/RELEASE while persistent reservation state exists (SPC-4 5.13.3, with CRH=1 as LIO reports it):
+- from the persistent reservation holder, or from a registered I_T nexus while a registrants-only or
+  all-registrants reservation exists: GOOD status, and nothing changes;
+- otherwise, while any I_T nexus is registered: RESERVATION CONFLICT (SPC-2 5.5.1: "still registered by any
+  initiator ... all RESERVE commands and all RELEASE commands regardless of initiator shall conflict");
+- with no registrations: plain SPC-2 processing.
+An SPC-2 reservation held by another I_T nexus makes PERSISTENT RESERVE IN/OUT conflict (their specs are not
+`spc2_allowed`), so an SPC-2 reservation and a persistent reservation never coexist.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ class PersistentReservations(Protocol):
 
     def is_registered(self, nexus: Nexus) -> bool: ...
 
+    def has_registrations(self) -> bool: ...
+
 
 class Reservations:
     def __init__(self) -> None:
@@ -40,10 +50,23 @@ class Reservations:
 
     # --- SPC-2 ----------------------------------------------------------------------------------------------
 
+    def _pr_exception(self, nexus: Nexus) -> bool:
+        """SPC-4 5.13.3 (see the module docstring): True = GOOD with no effect; raises on conflict; False =
+        process as SPC-2."""
+        pr = self.pr
+        if pr is None or not pr.has_registrations():
+            return False
+        if pr.is_holder(nexus):
+            return True
+        pr_type = pr.reservation_type()
+        if pr_type is not None and pr_type.registrants_type and pr.is_registered(nexus):
+            return True
+        raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
+
     def reserve(self, nexus: Nexus) -> None:
         """RESERVE(6)/(10): idempotent for the holder; a conflict for anyone else (SPC-2 7.21)."""
-        if self.pr is not None and self.pr.reservation_type() is not None:
-            raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
+        if self._pr_exception(nexus):
+            return
         if self.spc2_holder is not None and self.spc2_holder != nexus:
             raise StatusError(ScsiStatus.RESERVATION_CONFLICT)
         self.spc2_holder = nexus
@@ -51,6 +74,8 @@ class Reservations:
     def release(self, nexus: Nexus) -> None:
         """RELEASE(6)/(10): releases only the holder's reservation; from anyone else it is a no-op with GOOD
         status (SPC-2 7.24)."""
+        if self._pr_exception(nexus):
+            return
         if self.spc2_holder == nexus:
             self.spc2_holder = None
 

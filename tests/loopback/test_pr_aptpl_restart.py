@@ -1,0 +1,131 @@
+"""APTPL across a crash: a real `sanlab target serve` process, two initiators register (one with APTPL=1) and
+one reserves WRITE EXCLUSIVE - REGISTRANTS ONLY; the target is killed with SIGKILL (no shutdown path runs), started
+again from the same configuration, and READ FULL STATUS shows the same registrations, holder, type and PR
+generation; the non-registered initiator still gets RESERVATION CONFLICT on a write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from iscsi_initiator import Initiator
+from target_process import (
+    TargetSpec,
+    _sanlab_command,
+    free_port,
+    lio_saveconfig,
+    make_backing_file,
+    wait_for_port,
+)
+
+from target.config.lio import import_saveconfig
+from target.config.native import dump_config
+
+pytestmark = pytest.mark.slow
+
+KEY_A, KEY_B = 0xA1A1A1A1A1A1A1A1, 0xB2B2B2B2B2B2B2B2
+CONFLICT = 0x18
+
+
+def write_config(tmp: Path, port: int) -> Path:
+    spec = TargetSpec(
+        backing_file=make_backing_file(tmp / "disk0.img", 16 * 1024 * 1024),
+        portals=[("127.0.0.1", port)],
+        lun_size=16 * 1024 * 1024,
+    )
+    cfg, _ = import_saveconfig(lio_saveconfig(spec))
+    cfg.state_dir = str(tmp / "state" / "not-yet-created")
+    path = tmp / "config.json"
+    path.write_text(json.dumps(dump_config(cfg), indent=1))
+    return path
+
+
+def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [*_sanlab_command(config), "--no-api"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    assert wait_for_port("127.0.0.1", port, 30.0, proc), log.read_text()[-3000:]
+    return proc
+
+
+async def session(port: int, name: str, isid: int, iqn: str) -> Initiator:
+    ini = Initiator(name, isid)
+    await ini.connect("127.0.0.1", port)
+    await ini.login(iqn)
+    # clear power-on / nexus unit attentions
+    for _ in range(4):
+        if (await ini.scsi(bytes(6))).status == 0:
+            break
+    return ini
+
+
+def prout(sa: int, key: int, sa_key: int = 0, pr_type: int = 0, flags: int = 0) -> tuple[bytes, bytes]:
+    cdb = bytes((0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0))
+    return cdb, key.to_bytes(8, "big") + sa_key.to_bytes(8, "big") + bytes(4) + bytes((flags, 0, 0, 0))
+
+
+READ_FULL_STATUS = bytes((0x5E, 0x03, 0, 0, 0, 0, 0, 0x10, 0x00, 0))
+
+
+async def before_crash(port: int, iqn: str) -> bytes:
+    a = await session(port, "iqn.2026-11.test:node-a", 0x400000000001, iqn)
+    b = await session(port, "iqn.2026-11.test:node-b", 0x400000000002, iqn)
+    cdb, data = prout(0x06, 0, KEY_A, flags=0x01)  # REGISTER AND IGNORE EXISTING KEY, APTPL=1
+    assert (await a.scsi(cdb, write_data=data)).status == 0
+    cdb, data = prout(0x06, 0, KEY_B, flags=0x01)
+    assert (await b.scsi(cdb, write_data=data)).status == 0
+    cdb, data = prout(0x01, KEY_A, pr_type=0x05)  # RESERVE, WRITE EXCLUSIVE - REGISTRANTS ONLY
+    assert (await a.scsi(cdb, write_data=data)).status == 0
+    status = await a.scsi(READ_FULL_STATUS, read_length=4096)
+    assert status.status == 0
+    return status.data
+
+
+async def after_restart(port: int, iqn: str) -> tuple[bytes, int, int]:
+    a = await session(port, "iqn.2026-11.test:node-a", 0x400000000001, iqn)
+    c = await session(port, "iqn.2026-11.test:node-c", 0x400000000003, iqn)
+    status = await a.scsi(READ_FULL_STATUS, read_length=4096)
+    write = bytes((0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0))
+    by_outsider = await c.scsi(write, write_data=bytes(512))
+    by_holder = await a.scsi(write, write_data=bytes(512))
+    return status.data, by_outsider.status, by_holder.status
+
+
+def test_aptpl_survives_kill_9(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    iqn = json.loads(config.read_text())["targets"][0]["wwn"]
+    log = tmp_path / "target.log"
+    proc = start(config, port, log)
+    try:
+        before = asyncio.run(before_crash(port, iqn))
+        saved = list((tmp_path / "state" / "not-yet-created" / "pr").glob("*.json"))
+        assert len(saved) == 1, "APTPL state must be on disk before the command completed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    proc = start(config, port, log)
+    try:
+        after, outsider, holder = asyncio.run(after_restart(port, iqn))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    # 2 registrations; generation 2 (two registrations; RESERVE does not count)
+    assert before[:4] == (2).to_bytes(4, "big")
+    assert after == before
+    assert b"iqn.2026-11.test:node-a,i,0x400000000001" in after
+    assert outsider == CONFLICT and holder == 0
