@@ -217,3 +217,27 @@ def test_identical_declaration_may_repeat_but_a_changed_one_or_a_negotiated_key_
     neg2.process([("MaxBurstLength", "65536")], security_stage=False)
     with pytest.raises(NegotiationError):
         neg2.process([("MaxBurstLength", "65536")], security_stage=False)
+
+
+def test_target_offers_only_keys_whose_rfc_default_the_configuration_rejects() -> None:
+    configured = {
+        "MaxBurstLength": "131072",  # differs from 262144: offered
+        "FirstBurstLength": "65536",  # the RFC default: nothing to offer
+        "InitialR2T": "No",  # differs: offered
+        "HeaderDigest": "CRC32C,None",  # the default None is acceptable: not offered
+        "DataDigest": "CRC32C",  # None not acceptable: offered
+        "AuthMethod": "CHAP",  # security stage: never offered here
+        "TargetAlias": "tgt",  # a declaration, not a negotiation
+        "MaxXmitDataSegmentLength": "65536",  # not an RFC key
+        "DefaultTime2Wait": "bogus",  # invalid: ignored
+    }
+    n = LoginNegotiator(target_settings(configured), configured=configured)
+    n.process([("ImmediateData", "Yes")], security_stage=False)
+    assert n.proposals() == [("MaxBurstLength", "131072"), ("InitialR2T", "No"), ("DataDigest", "CRC32C")]
+    assert n.offers_pending and n.proposals() == []  # once per login
+    n.process(
+        [("MaxBurstLength", "4096"), ("InitialR2T", "No"), ("DataDigest", "CRC32C")], security_stage=False
+    )
+    assert not n.offers_pending
+    assert n.values["MaxBurstLength"] == "4096" and n.values["InitialR2T"] == "No"
+    assert n.connection_params(0).data_digest
