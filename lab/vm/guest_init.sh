@@ -15,6 +15,8 @@
 #   sanlab.dmchap=USER:SECRET            mutual CHAP for discovery
 #   sanlab.part_mib=N                    size of the ext4 partition (default 48, starts at 1 MiB)
 #   sanlab.raw_mib=N                     offset in MiB of the raw O_DIRECT pattern write (default 64)
+#   job=multipath and job=pr: see lab/vm/multipath_job.sh (two portals, dm-multipath + scsi_dh_alua,
+#   sg_rtpg, sg_persist / mpathpersist)
 #
 # Results go to the console as lines "SANLAB <key>=<value>" (lab/vm/qemu.py parses them):
 # step_<name>=ok|fail, t_<name>=<seconds>, details per step, then result=ok|fail and done=1.
@@ -80,6 +82,8 @@ while ! ip link show eth0 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i
 ip link set eth0 up && ip addr add "${net%%:*}" dev eth0 && ip route add default via "${net#*:}" dev eth0 \
     && r net "${net%%:*}" || r net fail
 
+[ "$SL_job" = multipath ] && . /multipath_job.sh
+[ "$SL_job" = pr ] && . /multipath_job.sh
 [ "$SL_job" = initiator ] || finish
 
 # ---- initiator job

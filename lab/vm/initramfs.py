@@ -28,6 +28,8 @@ from lab.vm.kernel import KernelImage
 Log = Callable[[str], None]
 
 GUEST_INIT = Path(__file__).with_name("guest_init.sh")
+#: the multipath / persistent reservation jobs (sourced by guest_init.sh)
+MULTIPATH_JOB = Path(__file__).with_name("multipath_job.sh")
 
 #: Kernel modules the guest loads (names as in modules.dep, '-' and '_' equivalent). Their dependencies
 #: are added from modules.dep.
@@ -74,6 +76,9 @@ OPTIONAL_PROGRAMS: tuple[str, ...] = (
     "dmsetup",
     "kpartx",
     "sg_persist",
+    "sg_rtpg",
+    "sg_stpg",
+    "mpathpersist",
 )
 #: Host data files copied as they are when present.
 HOST_FILES: tuple[str, ...] = ("/etc/mke2fs.conf", "/etc/iscsi/iscsid.conf")
@@ -180,6 +185,7 @@ def cache_key(kernel: KernelImage) -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
     h.update(GUEST_INIT.read_bytes())
+    h.update(MULTIPATH_JOB.read_bytes())
     h.update(kernel.version.encode())
     h.update(repr(MODULES).encode())
     for p in [_busybox(), *programs, *files]:
@@ -274,6 +280,34 @@ def _stage(stage: Path, kernel: KernelImage, log: Log) -> None:
     init = stage / "init"
     shutil.copy2(GUEST_INIT, init)
     init.chmod(0o755)
+    job = stage / "multipath_job.sh"
+    shutil.copy2(MULTIPATH_JOB, job)
+    job.chmod(0o755)
+    _stage_multipath(stage)
+
+
+#: multipath-tools loads its checker/prioritizer plugins from here (dlopen: ldd does not list them)
+_MULTIPATH_PLUGINS = (
+    "libcheckdirectio.so",
+    "libchecktur.so",
+    "libprioalua.so",
+    "libprioconst.so",
+    "libpriosysfs.so",
+)
+
+
+def _stage_multipath(stage: Path) -> None:
+    """multipath-tools' plugins and their libraries; /etc/multipath is created (bindings, wwids)."""
+    (stage / "etc" / "multipath").mkdir(parents=True, exist_ok=True)
+    for d in (Path("/lib/multipath"), Path("/usr/lib/multipath"), Path("/lib/x86_64-linux-gnu/multipath")):
+        if not d.is_dir():
+            continue
+        for name in _MULTIPATH_PLUGINS:
+            src = d / name
+            if src.is_file():
+                _copy(src, stage)
+                for lib in _library_closure(src):
+                    _copy(lib, stage)
 
 
 def _write_cpio(stage: Path, out: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from target.config.errors import ConfigError
 from target.config.model import (
     AclConfig,
+    AluaGroupConfig,
     AuthConfig,
     BackstorePlugin,
     Config,
@@ -206,10 +207,7 @@ def _import_so(
         size = rounded
     if plugin == "ramdisk" and rd.get(so, "nullio", path, bool, False):
         rd.warn(f"{path}.nullio", "nullio ramdisk imported as a normal (data-keeping) ramdisk")
-    for apath, group in rd.objects(so, "alua_tpgs", path):
-        gname = group.get("name")
-        if gname != _DEFAULT_TG_PT_GP:
-            rd.warn(apath, f"ALUA target port group {gname!r} not imported (only {_DEFAULT_TG_PT_GP} is)")
+    alua_groups = [_import_alua_group(rd, apath, group) for apath, group in rd.objects(so, "alua_tpgs", path)]
     obj = StorageObjectConfig(
         plugin=plugin,
         name=name,
@@ -220,6 +218,7 @@ def _import_so(
         block_size=block_size,
         readonly=rd.get(so, "readonly", path, bool, False) if plugin == "block" else False,
         attributes=attrs,
+        alua_groups=[g for g in alua_groups if g is not None],
     )
     loc.add(obj, path, {"block_size": "attributes.block_size"})
     return obj
@@ -386,7 +385,88 @@ def _export_so(so: StorageObjectConfig) -> dict[str, Any]:
     if so.wwn:
         d["wwn"] = so.wwn
     d["attributes"] = {**so.attributes, "block_size": so.block_size}
-    d["alua_tpgs"] = []
+    d["alua_tpgs"] = [_export_alua_group(g) for g in so.alua_groups]
+    return d
+
+
+#: LIO's alua_access_state numbers (SPC-4 table 279) <-> the native names
+_LIO_STATES = {
+    0: "active_optimized",
+    1: "active_non_optimized",
+    2: "standby",
+    3: "unavailable",
+    14: "offline",
+    15: "transitioning",
+}
+_LIO_SUPPORT = {
+    "alua_support_active_optimized": "active_optimized",
+    "alua_support_active_nonoptimized": "active_non_optimized",
+    "alua_support_standby": "standby",
+    "alua_support_unavailable": "unavailable",
+    "alua_support_offline": "offline",
+    "alua_support_transitioning": "transitioning",
+}
+_ALUA_KEYS = {
+    "name",
+    "tg_pt_gp_id",
+    "alua_access_state",
+    "alua_access_status",
+    "alua_access_type",
+    "alua_write_metadata",
+    "alua_support_lba_dependent",
+    "preferred",
+    "nonop_delay_msecs",
+    "trans_delay_msecs",
+    "implicit_trans_secs",
+    *_LIO_SUPPORT,
+}
+
+
+def _import_alua_group(rd: _Reader, path: str, g: dict[str, Any]) -> AluaGroupConfig | None:
+    """One `alua_tpgs` entry (rtslib ALUATargetPortGroup.dump()) -> AluaGroupConfig."""
+    rd.unknown_keys(g, _ALUA_KEYS, path)
+    name = rd.get(g, "name", path, str, "", required=True)
+    if not name:
+        return None
+    gid = rd.get(g, "tg_pt_gp_id", path, int, 0)
+    raw_state = rd.get(g, "alua_access_state", path, int, 0)
+    state = _LIO_STATES.get(raw_state)
+    if state is None:
+        rd.warn(f"{path}.alua_access_state", f"state {raw_state} not supported; active/optimized used")
+        state = "active_optimized"
+    access_type = rd.get(g, "alua_access_type", path, int, 3)
+    supported = [st for key, st in _LIO_SUPPORT.items() if rd.get(g, key, path, int, 1)]
+    return AluaGroupConfig(
+        name=name,
+        id=gid,
+        state=state,
+        preferred=bool(rd.get(g, "preferred", path, int, 0)),
+        supported_states=supported,
+        implicit=bool(access_type & 1),
+        explicit=bool(access_type & 2),
+        trans_delay_ms=rd.get(g, "trans_delay_msecs", path, int, 0),
+        nonop_delay_ms=rd.get(g, "nonop_delay_msecs", path, int, 100),
+        implicit_trans_secs=rd.get(g, "implicit_trans_secs", path, int, 0),
+    )
+
+
+def _export_alua_group(g: AluaGroupConfig) -> dict[str, Any]:
+    """AluaGroupConfig -> an `alua_tpgs` entry as rtslib writes it (members are LIO's per-LUN group names)."""
+    states = {v: k for k, v in _LIO_STATES.items()}
+    d: dict[str, Any] = {
+        "name": g.name,
+        "tg_pt_gp_id": g.id,
+        "alua_access_state": states.get(g.state, 0),
+        "alua_access_status": 0,
+        "alua_access_type": (1 if g.implicit else 0) | (2 if g.explicit else 0),
+        "alua_write_metadata": 0,
+        "preferred": int(g.preferred),
+        "nonop_delay_msecs": g.nonop_delay_ms,
+        "trans_delay_msecs": g.trans_delay_ms,
+        "implicit_trans_secs": g.implicit_trans_secs,
+    }
+    for key, st in _LIO_SUPPORT.items():
+        d[key] = int(st in g.supported_states)
     return d
 
 

@@ -25,6 +25,41 @@ class AuthConfig:
         return bool(self.userid)
 
 
+#: ALUA access state names in the config (LIO's configfs spelling is the number, see target.config.lio)
+ALUA_STATE_NAMES = (
+    "active_optimized",
+    "active_non_optimized",
+    "standby",
+    "unavailable",
+    "offline",
+    "transitioning",
+)
+
+
+@dataclass
+class AluaGroupConfig:
+    """One ALUA target port group of a storage object (LIO's `alua/<name>` of a device, SPC-4 5.15).
+
+    Which target ports belong to it: every TPG whose LUN of this storage object names it (`LunConfig.alua_tg_pt_gp`)
+    plus the TPGs listed in `members` ("<target wwn>/<tpg tag>", e.g. "iqn.2026-11.org.example:t/2").
+    """
+
+    name: str
+    id: int  # TARGET PORT GROUP (0-65535), unique per storage object
+    state: str = "active_optimized"  # one of ALUA_STATE_NAMES
+    preferred: bool = False  # PREF bit of REPORT TARGET PORT GROUPS
+    #: supported states (the *_SUP bits of REPORT TARGET PORT GROUPS); LIO's defaults: all but LBA dependent
+    supported_states: list[str] = field(default_factory=lambda: list(ALUA_STATE_NAMES))
+    implicit: bool = True  # the target changes states itself (management API, config): TPGS bit 01b
+    explicit: bool = True  # SET TARGET PORT GROUPS accepted: TPGS bit 10b
+    trans_delay_ms: int = 0  # time spent in TRANSITIONING before a new state takes effect (LIO, max 30000)
+    nonop_delay_ms: int = (
+        100  # added to media-access commands on an active/non-optimized port (LIO, max 10000)
+    )
+    implicit_trans_secs: int = 0  # IMPLICIT TRANSITION TIME of the extended RTPG header (0-255)
+    members: list[str] = field(default_factory=list)
+
+
 @dataclass
 class StorageObjectConfig:
     plugin: BackstorePlugin
@@ -38,6 +73,8 @@ class StorageObjectConfig:
     readonly: bool = False
     thin: bool = True  # fileio: sparse file; False = allocate all blocks at creation
     attributes: dict[str, int | str] = field(default_factory=dict)  # LIO attrib names (emulate_tpu, ...)
+    #: ALUA target port groups; empty = one group per TPG exporting the LU, all active/optimized
+    alua_groups: list[AluaGroupConfig] = field(default_factory=list)
 
     @property
     def path(self) -> str:

@@ -13,6 +13,7 @@ Reading is three passes, and every problem of every pass is reported at once wit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import re
@@ -24,7 +25,9 @@ import jsonschema
 
 from target.config.errors import ConfigError
 from target.config.model import (
+    ALUA_STATE_NAMES,
     AclConfig,
+    AluaGroupConfig,
     AuthConfig,
     BackstorePlugin,
     Config,
@@ -269,6 +272,24 @@ def _build_so(d: dict[str, Any], path: str, loc: Locator) -> StorageObjectConfig
         attributes=_str_dict(d, "attributes"),
     )
     loc.add(so, path)
+    for i, g in _items(d, "alua_groups"):
+        group = AluaGroupConfig(
+            name=_get(g, "name", str, ""),
+            id=_get(g, "id", int, 0),
+            state=_get(g, "state", str, "active_optimized"),
+            preferred=_get(g, "preferred", bool, False),
+            supported_states=[
+                s for s in _get(g, "supported_states", list, list(ALUA_STATE_NAMES)) if isinstance(s, str)
+            ],
+            implicit=_get(g, "implicit", bool, True),
+            explicit=_get(g, "explicit", bool, True),
+            trans_delay_ms=_get(g, "trans_delay_ms", int, 0),
+            nonop_delay_ms=_get(g, "nonop_delay_ms", int, 100),
+            implicit_trans_secs=_get(g, "implicit_trans_secs", int, 0),
+            members=[m for m in _get(g, "members", list, []) if isinstance(m, str)],
+        )
+        loc.add(group, f"{path}.alua_groups[{i}]")
+        so.alua_groups.append(group)
     return so
 
 
@@ -356,6 +377,8 @@ def _dump_so(so: StorageObjectConfig) -> dict[str, Any]:
     d["readonly"] = so.readonly
     d["thin"] = so.thin
     d["attributes"] = dict(so.attributes)
+    if so.alua_groups:
+        d["alua_groups"] = [dataclasses.asdict(g) for g in so.alua_groups]
     return d
 
 

@@ -22,6 +22,7 @@ per-nexus state (PREVENT ALLOW MEDIUM REMOVAL, held EXTENDED COPY results) that 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -35,7 +36,7 @@ from target.config.model import StorageObjectConfig
 from target.scsi.aca import AcaCondition, naca
 from target.scsi.command import Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
 from target.scsi.context import CommandContext
-from target.scsi.gates import AluaState
+from target.scsi.gates import AluaClass, AluaState
 from target.scsi.opcodes import Direction, OpcodeTable
 from target.scsi.reservation import Reservations
 from target.scsi.sense import Asc, CheckCondition, SenseKey, StatusError
@@ -215,6 +216,10 @@ class AluaProvider(Protocol):
     """Hook for the ALUA work: the access state of the target port group a nexus reaches the LU through."""
 
     def access_state(self, nexus: Nexus) -> AluaState: ...
+
+    def admitted(self, nexus: Nexus, state: AluaState, alua_class: AluaClass) -> float:
+        """The command passed the gate: count it; returns seconds to wait first (non-optimized delay)."""
+        ...
 
 
 class LogicalUnit:
@@ -420,6 +425,9 @@ class LogicalUnit:
                 state = self.alua.access_state(nexus)
                 if not spec.alua_class.allowed(state):
                     raise CheckCondition(SenseKey.NOT_READY, state.not_ready_asc)
+                delay = self.alua.admitted(nexus, state, spec.alua_class)
+                if delay > 0:
+                    await asyncio.sleep(delay)  # LIO nonop_delay_msecs on an active/non-optimized port
             self.reservations.check(spec, nexus)
             ro = read_only or self.read_only
             if ro and spec.medium_write:

@@ -100,6 +100,9 @@ class AluaState(enum.IntEnum):
             return Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_STANDBY_STATE
         if self is AluaState.TRANSITIONING:
             return Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION
+        if self is AluaState.OFFLINE:
+            # SPC-4 5.15.2.4.7 leaves a port that cannot be reached no answer to give; LIO uses 04h/12h
+            return Asc.LOGICAL_UNIT_NOT_READY_OFFLINE
         return Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE
 
 

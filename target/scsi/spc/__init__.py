@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from target.scsi import pr
 from target.scsi.opcodes import CommandSpec
 from target.scsi.spc import (
     inquiry,
@@ -12,6 +13,7 @@ from target.scsi.spc import (
     report_tmf,
     request_sense,
     reserve_release,
+    target_port_groups,
     test_unit_ready,
 )
 
@@ -25,4 +27,6 @@ SPC_COMMANDS: list[CommandSpec] = [
     *report_tmf.COMMANDS,
     *log_sense.COMMANDS,
     *reserve_release.COMMANDS,
+    *target_port_groups.COMMANDS,
+    *pr.COMMANDS,
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from target.scsi.command import ScsiResult
+from target.scsi.command import Nexus, ScsiResult
 from target.scsi.gates import AluaClass, PrClass
 from target.scsi.opcodes import CommandSpec, Direction, usage
 
@@ -33,13 +33,16 @@ def _ascii(text: str, width: int) -> bytes:
     return raw.ljust(width, b" ")
 
 
-def standard_inquiry(lu: LogicalUnit) -> bytes:
+def standard_inquiry(lu: LogicalUnit, nexus: Nexus | None = None) -> bytes:
     buf = bytearray(STANDARD_INQUIRY_LENGTH)
     buf[0] = PERIPHERAL_DEVICE_TYPE_DISK
     buf[2] = 0x06  # VERSION: SPC-4
     buf[3] = 0x20 | 0x10 | 0x02  # NORMACA (ACA is supported, target.scsi.aca), HISUP, RESPONSE DATA FORMAT 2
     buf[4] = STANDARD_INQUIRY_LENGTH - 5
     buf[5] = ((lu.tpgs & 0x3) << 4) | (0x08 if third_party_copy_offered(lu) else 0)  # TPGS, 3PC
+    if nexus is not None and lu.alua is not None and hasattr(lu.alua, "tpgs"):
+        # TPGS of the group of the port the command came through (LIO: the port's group access type)
+        buf[5] = (buf[5] & ~0x30) | ((int(lu.alua.tpgs(nexus)) & 0x3) << 4)
     buf[7] = 0x02  # CMDQUE
     buf[8:16] = _ascii(lu.vendor, 8)
     buf[16:32] = _ascii(lu.product, 16)
@@ -223,7 +226,7 @@ async def inquiry(ctx: CommandContext) -> ScsiResult:
     if not evpd:
         if page != 0:
             ctx.invalid_cdb(2)  # SPC-4 6.6.1: PAGE CODE must be zero when EVPD is zero
-        return ctx.respond(standard_inquiry(ctx.lu))
+        return ctx.respond(standard_inquiry(ctx.lu, ctx.nexus))
     if page == 0x00:
         return ctx.respond(vpd_supported_pages(ctx.lu))
     handler = VPD_PAGES.get(page)
