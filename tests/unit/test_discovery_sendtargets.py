@@ -109,7 +109,5 @@ def test_send_targets_through_text_negotiator() -> None:
     out = tn.receive(TextRequest(itt=3, cmdsn=1, exp_statsn=2, data=b"SendTargets=All\0"))
     assert out.reply is not None and out.reply.final
     data = out.reply.data
-    assert data.startswith(
-        b"TargetName=iqn.2024-01.org.sanlab:a\0TargetAddress=192.0.2.10:3260,1\0"
-    )
+    assert data.startswith(b"TargetName=iqn.2024-01.org.sanlab:a\0TargetAddress=192.0.2.10:3260,1\0")
     assert data.endswith(b"TargetAddress=198.51.100.1:3261,2\0")
