@@ -35,7 +35,7 @@ test: setup lint typecheck
 	$(BIN)/pytest -q
 
 demo: setup
-	$(BIN)/python -m lab.quickstart
+	$(BIN)/sanlab run scenarios/quickstart.yml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

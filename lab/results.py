@@ -56,6 +56,33 @@ SUMMARY_SCHEMA: dict[str, Any] = {
             },
         },
         "targets": {"type": "array", "items": {"type": "object", "required": ["name", "kind"]}},
+        "node_checks": {
+            "description": "testinfra after bring-up: one entry per node",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["node", "host", "passed", "tests"],
+                "properties": {
+                    "node": {"type": "string"},
+                    "host": {"type": "string"},
+                    "role": {"type": "string"},
+                    "passed": {"type": "boolean"},
+                    "seconds": {"type": "number", "minimum": 0},
+                    "tests": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["test", "status"],
+                            "properties": {
+                                "test": {"type": "string"},
+                                "status": {"enum": list(CHECK_STATUSES)},
+                                "detail": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
         "initiators": {
             "type": "array",
             "items": {

@@ -69,6 +69,8 @@ def ensure_images(topo: Topology, progress: Callable[[str], None] = lambda _: No
             memory_mib=VM_MEMORY_MIB,
             ssh_port=SSH_PORT,
             extra_cmdline="",
+            hostname=ini.name,
+            initiator_iqn=ini.iqn,
         )
         info = image_info(refs[key], tuple(cmd))
         if mgmt is None:

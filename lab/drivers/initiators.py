@@ -175,11 +175,36 @@ def libiscsi_checks(topo: Topology, ini: InitiatorNode, ex: Executor) -> Initiat
     cred = f"{chap.userid}%{chap.password}@" if chap else ""
     url = shlex.quote(f"iscsi://{cred}{ip}:{port}/{tgt.iqn}/{lun}")
     me = f"-i {shlex.quote(ini.iqn)}"
-    r = ex.run(f"iscsi-ls -s {me} {shlex.quote(f'iscsi://{cred}{ip}:{port}')}", timeout=30)
-    rep.checks.append(_check("login", r, r.ok and "Lun:" in r.output, _tail(r.output, 200)))
+    # login: SendTargets lists the target, a normal session logs in with CHAP on this node's path, and (CHAP
+    # on) a wrong secret is refused. Not `iscsi-ls -s`: it logs in on EVERY portal SendTargets returns, also
+    # on SAN networks this node is not attached to (internal networks drop that traffic: it would hang).
+    r = ex.run(f"iscsi-ls {me} {shlex.quote(f'iscsi://{cred}{ip}:{port}')}", timeout=30)
+    listed = r.ok and tgt.iqn in r.output
+    s = ex.run(f"iscsi-inq {me} {url} >/dev/null && echo SESSION-OK", timeout=30)
+    session = s.ok and "SESSION-OK" in s.output
+    refused, detail = True, ""
+    if chap:
+        bad = shlex.quote(f"iscsi://{chap.userid}%{chap.password}-wrong@{ip}:{port}/{tgt.iqn}/{lun}")
+        w = ex.run(f"iscsi-inq {me} {bad}", timeout=30)
+        refused = not w.ok
+        detail = "; a wrong CHAP secret is " + ("refused" if refused else "ACCEPTED")
+    rep.checks.append(
+        Check(
+            "login",
+            "passed" if listed and session and refused else "failed",
+            f"discovery {'lists' if listed else 'MISSES'} the target; CHAP login on {ip}:{port} "
+            f"{'succeeded' if session else 'FAILED: ' + _tail(s.output, 160)}{detail}",
+            round(r.seconds + s.seconds, 3),
+        )
+    )
     r = ex.run(f"iscsi-inq {me} {url}", timeout=30)
     rep.checks.append(
-        _check("inquiry", r, r.ok and "vendor_identification" in r.output.lower(), _tail(r.output, 200))
+        _check(
+            "inquiry",
+            r,
+            r.ok and re.search(r"vendor(?:_identification)?\s*:\s*\S", r.output, re.IGNORECASE) is not None,
+            _tail(r.output, 200),
+        )
     )
     r = ex.run(f"iscsi-inq {me} -e 1 -c 0x80 {url} && iscsi-inq {me} -e 1 -c 0x83 {url}", timeout=30)
     rep.checks.append(_check("vpd", r, detail=_tail(r.output, 200)))

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,15 @@ from lab.topology.target_config import lun_path
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
 BIN = Path(sys.executable).parent
+#: ssh client settings for lab VMs, which make a fresh host key on every boot (testinfra reads them as ssh -F;
+#: its --ssh-extra-args option is not passed on to the backend in 10.2.2)
+SSH_LAB_CONFIG = """Host *
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    BatchMode yes
+    ConnectTimeout 20
+"""
 
 
 @dataclass
@@ -59,6 +69,7 @@ class LabRun:
     phases: list[Phase] = field(default_factory=list)
     images: dict[str, ImageInfo] = field(default_factory=dict)
     inventory: dict[str, Any] = field(default_factory=dict)
+    node_checks: list[dict[str, Any]] = field(default_factory=list)  # testinfra, one entry per node
 
     def phase(self, name: str, fn: Callable[[], str]) -> bool:
         t0 = time.monotonic()
@@ -102,16 +113,18 @@ def run_playbook(playbook: str, inventory: Path, log: Path, timeout: float) -> N
         raise RuntimeError(f"{playbook} failed (rc {cp.returncode}, log: {log}):\n" + "\n".join(tail))
 
 
-def testinfra_targets(topo: Topology, inventory: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(host URL, role, facts) for every node testinfra checks."""
-    out: list[tuple[str, str, dict[str, Any]]] = []
+def testinfra_targets(
+    topo: Topology, inventory: dict[str, Any]
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(node name, host URL, role, facts) for every node testinfra checks."""
+    out: list[tuple[str, str, str, dict[str, Any]]] = []
     for name, hv in hosts_of(inventory, "targets").items():
         facts = {
             "portals": hv["iscsi_target_portals"],
             "luns": hv["iscsi_target_luns"],
             "lun_dir": hv["iscsi_target_lun_dir"],
         }
-        out.append((f"docker://{container_name(topo, name)}", "target", facts))
+        out.append((name, f"docker://{container_name(topo, name)}", "target", facts))
     for group, role in (
         ("linux_initiators", "linux"),
         ("libiscsi_initiators", "libiscsi"),
@@ -126,18 +139,46 @@ def testinfra_targets(topo: Topology, inventory: dict[str, Any]) -> list[tuple[s
                 "multipath": hv["iscsi_multipath"],
             }
             if role == "linux":
-                url = f"ssh://root@{hv['ansible_host']}:{hv['ansible_port']}?ssh_identity_file={hv['ansible_ssh_private_key_file']}&ssh_extra_args=-o%20StrictHostKeyChecking=no%20-o%20UserKnownHostsFile=/dev/null"
+                url = (
+                    f"ssh://root@{hv['ansible_host']}:{hv['ansible_port']}"
+                    f"?ssh_identity_file={hv['ansible_ssh_private_key_file']}"
+                )
             else:
                 url = f"docker://{container_name(topo, name)}"
-            out.append((url, role, facts))
+            out.append((name, url, role, facts))
     return out
 
 
-def run_testinfra(topo: Topology, inventory: dict[str, Any], log: Path) -> str:
+def junit_cases(xml_path: Path) -> list[dict[str, str]]:
+    """Test cases of a pytest JUnit XML file: [{test, status, detail}] (status passed|failed|skipped)."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (OSError, ET.ParseError) as e:
+        return [{"test": "(junit)", "status": "failed", "detail": f"no readable report: {e}"}]
+    cases = []
+    for tc in root.iter("testcase"):
+        status, detail = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = tc.find(tag)
+            if el is not None:
+                status = "skipped" if tag == "skipped" else "failed"
+                detail = (el.get("message") or el.text or "").strip()[:300]
+                break
+        cases.append({"test": tc.get("name", "?"), "status": status, "detail": detail})
+    return cases
+
+
+def run_testinfra(topo: Topology, inventory: dict[str, Any], log: Path, out: list[dict[str, Any]]) -> str:
+    """testinfra (playbooks/testinfra/test_lab_node.py) on every node; one entry per node appended to `out`
+    ({node, host, role, passed, seconds, tests: [{test, status, detail}]}), which lands in summary.json."""
     failed = []
+    ssh_config = log.parent / "ssh_config"
+    ssh_config.write_text(SSH_LAB_CONFIG)
     with log.open("w") as f:
-        for url, role, facts in testinfra_targets(topo, inventory):
+        for node, url, role, facts in testinfra_targets(topo, inventory):
             env = dict(os.environ, SANLAB_NODE_ROLE=role, SANLAB_NODE_FACTS=json.dumps(facts))
+            xml = log.parent / f"testinfra-{node}.xml"
+            xml.unlink(missing_ok=True)
             argv = [
                 str(BIN / "pytest"),
                 "-q",
@@ -145,11 +186,13 @@ def run_testinfra(topo: Topology, inventory: dict[str, Any], log: Path) -> str:
                 "no:cacheprovider",
                 "-o",
                 "addopts=",
-                f"--hosts={url}",
+                f"--junitxml={xml}",
+                f"--hosts={url}&ssh_config={ssh_config}" if url.startswith("ssh://") else f"--hosts={url}",
                 str(PLAYBOOKS / "testinfra" / "test_lab_node.py"),
             ]
-            f.write(f"== {url} ({role})\n")
+            f.write(f"== {node}: {url} ({role})\n")
             f.flush()
+            t0 = time.monotonic()
             try:
                 cp = subprocess.run(
                     argv,
@@ -163,11 +206,23 @@ def run_testinfra(topo: Topology, inventory: dict[str, Any], log: Path) -> str:
                 rc = cp.returncode
             except subprocess.TimeoutExpired:
                 rc = 124
-            if rc != 0:
+            tests = junit_cases(xml)
+            ok = rc == 0 and all(t["status"] != "failed" for t in tests)
+            out.append(
+                {
+                    "node": node,
+                    "host": url.split("?")[0],
+                    "role": role,
+                    "passed": ok,
+                    "seconds": round(time.monotonic() - t0, 3),
+                    "tests": tests,
+                }
+            )
+            if not ok:
                 failed.append(url.split("?")[0])
     if failed:
         raise RuntimeError(f"testinfra failed on {', '.join(failed)} (log: {log})")
-    return "every node checked"
+    return f"testinfra: {len(out)} nodes checked"
 
 
 def lab_up(lab: LabRun, timeout: float = 3600) -> bool:
@@ -190,7 +245,7 @@ def lab_up(lab: LabRun, timeout: float = 3600) -> bool:
         lab.inventory = render_inventory(lab.topo, lab.images, lab.run_dir)
         inv = write_inventory(lab.inventory, ansible_dir / "inventory.yml")
         run_playbook("up.yml", inv, ansible_dir / "up.log", timeout)
-        return run_testinfra(lab.topo, lab.inventory, ansible_dir / "testinfra.log")
+        return run_testinfra(lab.topo, lab.inventory, ansible_dir / "testinfra.log", lab.node_checks)
 
     return lab.phase("images", images) and lab.phase("bring-up", bring_up)
 
@@ -275,7 +330,9 @@ def compat_drill(lab: LabRun, rd: RunDir) -> list[InitiatorReport]:
             rep = InitiatorReport(ini.name, ini.kind.value, ini.release.value if ini.release else None)
             rep.checks = [Check(c, "failed", f"{type(e).__name__}: {e}") for c in CHECKS]
         for c in rep.checks:
-            rd.record("check", initiator=ini.name, initiator_kind=ini.kind.value, release=rep.release, **c.as_dict())
+            rd.record(
+                "check", initiator=ini.name, initiator_kind=ini.kind.value, release=rep.release, **c.as_dict()
+            )
         lab.console.log(f"{ini.name}: {'passed' if rep.passed else 'FAILED'}")
         reports.append(rep)
     return reports
@@ -329,6 +386,7 @@ def run_scenario(
         ],
         "targets": [{"name": t.name, "kind": t.kind.value, "iqn": t.iqn} for t in sc.topology.targets],
         "initiators": [r.as_dict() for r in reports],
+        "node_checks": lab.node_checks,
     }
     rd.write_summary(summary)
     rd.write_text("report.md", report_markdown(summary))
@@ -361,6 +419,21 @@ def report_markdown(summary: dict[str, Any]) -> str:
             vers = ", ".join(f"{k} {v}" for k, v in ini["versions"].items())
             lines.append(
                 f"- **{ini['name']}** ({ini['kind']}{', ' + ini['release'] if ini['release'] else ''}): {vers}"
+            )
+    if summary.get("node_checks"):
+        lines += [
+            "",
+            "## Node checks (testinfra)",
+            "",
+            "| node | host | result | tests |",
+            "|---|---|---|---|",
+        ]
+        for nc in summary["node_checks"]:
+            counts = {s: sum(t["status"] == s for t in nc["tests"]) for s in ("passed", "failed", "skipped")}
+            lines.append(
+                f"| {nc['node']} | `{nc['host']}` | {'passed' if nc['passed'] else 'FAILED'} | "
+                + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                + " |"
             )
     failed = [p for p in summary["phases"] if not p["passed"]]
     if failed:

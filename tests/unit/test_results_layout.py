@@ -58,3 +58,41 @@ def test_summary_schema_errors(tmp_path):
         rd.write_summary(s)
     with pytest.raises(ValueError):
         RunDir.create(tmp_path, "../escape")
+
+
+_JUNIT = b"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="3">
+<testcase classname="test_lab_node" name="test_target_listens_on_every_portal[docker://t]" time="0.1"/>
+<testcase classname="test_lab_node" name="test_libiscsi_tools[docker://t]" time="0.0">
+<skipped type="pytest.skip" message="libiscsi initiators only">skip</skipped></testcase>
+<testcase classname="test_lab_node" name="test_target_process_and_luns[docker://t]" time="0.2">
+<failure message="AssertionError: lun missing">trace</failure></testcase>
+</testsuite></testsuites>"""
+
+
+def test_testinfra_junit_lands_in_summary(tmp_path):
+    from lab.scenario.runner import junit_cases
+
+    xml = tmp_path / "t.xml"
+    xml.write_bytes(_JUNIT)
+    cases = junit_cases(xml)
+    assert [c["status"] for c in cases] == ["passed", "skipped", "failed"]
+    assert cases[2]["detail"] == "AssertionError: lun missing"
+    assert junit_cases(tmp_path / "missing.xml")[0]["status"] == "failed"
+    s = _summary("20261123T120001Z-abcd")
+    s["node_checks"] = [
+        {
+            "node": "tgt1",
+            "host": "docker://t",
+            "role": "target",
+            "passed": False,
+            "seconds": 1.0,
+            "tests": cases,
+        }
+    ]
+    assert summary_errors(s) == []
+    assert "| tgt1 | `docker://t` | FAILED | 1 passed, 1 failed, 1 skipped |" in report_markdown(s)
+    s["node_checks"][0]["tests"][0]["status"] = "odd"
+    assert summary_errors(s) == [
+        "node_checks[0].tests[0].status: 'odd' is not one of ['passed', 'failed', 'skipped']"
+    ]
