@@ -100,10 +100,10 @@ async def read(ctx: CommandContext) -> ScsiResult:
     return ScsiResult(status=ScsiStatus.GOOD, data_in=data)
 
 
-async def write(ctx: CommandContext) -> ScsiResult:
+async def _write_data_out(ctx: CommandContext, f: RwCdb, *, fua: bool, verify: bool) -> ScsiResult:
+    """The write part shared by WRITE and WRITE AND VERIFY: the Data-Out window per EDTL (SAM-5 5.4.3), the
+    range lock, the write (and, with BYTCHK=1, the compare under the same lock), the residual."""
     lu = ctx.lu
-    f = decode_rw(ctx.cdb)
-    common.check_dpofua(lu, ctx.cdb)
     common.check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
     bs = common.block_size(lu)
@@ -116,8 +116,16 @@ async def write(ctx: CommandContext) -> ScsiResult:
     if nblocks:
         data = memoryview(ctx.data_out).cast("B")[:usable]
         async with common.range_lock(lu).hold(f.lba, nblocks):
-            await common.medium_write(lu, f.lba, data, fua=f.fua)
+            await common.medium_write(lu, f.lba, data, fua=fua)
+            if verify:
+                await _compare(ctx, f.lba, nblocks, data, False)
     return common.set_residual(ScsiResult(status=ScsiStatus.GOOD), edtl, needed)
+
+
+async def write(ctx: CommandContext) -> ScsiResult:
+    f = decode_rw(ctx.cdb)
+    common.check_dpofua(ctx.lu, ctx.cdb)
+    return await _write_data_out(ctx, f, fua=f.fua, verify=False)
 
 
 async def _compare(
@@ -163,27 +171,11 @@ async def verify(ctx: CommandContext) -> ScsiResult:
 
 async def write_and_verify(ctx: CommandContext) -> ScsiResult:
     """Write, durably, then check the medium holds what was sent (BYTCHK=1) (SBC-3 5.30)."""
-    lu = ctx.lu
     f = decode_rw(ctx.cdb)
-    common.check_dpofua(lu, ctx.cdb)
+    common.check_dpofua(ctx.lu, ctx.cdb)
     if f.bytchk not in (Bytchk.NO_COMPARE, Bytchk.COMPARE):
         raise CheckCondition.invalid_cdb(1, 2)
-    common.check_transfer_length(lu, f.nblocks, f.tl_byte)
-    common.check_lba_range(lu, f.lba, f.nblocks)
-    bs = common.block_size(lu)
-    needed = f.nblocks * bs
-    edtl = data_out_length(ctx)
-    usable = common.write_window(edtl, len(ctx.data_out), needed, bs)
-    if usable is None:
-        return common.residual_mismatch(edtl, needed, descriptor=ctx.descriptor_sense)
-    nblocks = usable // bs
-    if nblocks:
-        data = memoryview(ctx.data_out).cast("B")[:usable]
-        async with common.range_lock(lu).hold(f.lba, nblocks):
-            await common.medium_write(lu, f.lba, data, fua=True)
-            if f.bytchk == Bytchk.COMPARE:
-                await _compare(ctx, f.lba, nblocks, data, False)
-    return common.set_residual(ScsiResult(status=ScsiStatus.GOOD), edtl, needed)
+    return await _write_data_out(ctx, f, fua=True, verify=f.bytchk == Bytchk.COMPARE)
 
 
 # --- the table -------------------------------------------------------------------------------------------------
