@@ -15,7 +15,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 from target.backstore.base import BackstoreError
-from target.backstore.fdio import FdBackstore, punch_hole
+from target.backstore.fdio import FdBackstore, check_geometry, punch_hole
 
 #: linux/fs.h ioctls
 BLKGETSIZE64 = 0x80081272  # _IOR(0x12, 114, size_t)
@@ -45,10 +45,7 @@ class BlockBackstore(FdBackstore):
         read_only: bool = False,
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
-        if block_size <= 0 or block_size & (block_size - 1):
-            raise BackstoreError(f"{path}: block size {block_size} is not a power of two")
-        if size < 0 or size % block_size:
-            raise BackstoreError(f"{path}: size {size} is not a multiple of the block size {block_size}")
+        check_geometry(path, size, block_size)
         flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
         try:
             fd = os.open(path, flags)

@@ -178,3 +178,11 @@ class FdBackstore(Backstore):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, size={self.size}, block_size={self.block_size})"
+
+
+def check_geometry(path: str, size: int, block_size: int) -> None:
+    """The block size must be a power of two and the size a whole number of blocks (BackstoreError if not)."""
+    if block_size <= 0 or block_size & (block_size - 1):
+        raise BackstoreError(f"{path}: block size {block_size} is not a power of two")
+    if size < 0 or size % block_size:
+        raise BackstoreError(f"{path}: size {size} is not a multiple of the block size {block_size}")

@@ -17,7 +17,14 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 
 from target.backstore.base import BackstoreError
-from target.backstore.fdio import FALLOC_FL_KEEP_SIZE, FdBackstore, libc_fallocate, punch_hole, pwrite_full
+from target.backstore.fdio import (
+    FALLOC_FL_KEEP_SIZE,
+    FdBackstore,
+    check_geometry,
+    libc_fallocate,
+    punch_hole,
+    pwrite_full,
+)
 
 #: linux/falloc.h: zero a range, keep it allocated
 FALLOC_FL_ZERO_RANGE = 0x10
@@ -36,10 +43,7 @@ class FileioBackstore(FdBackstore):
         create: bool = True,
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
-        if block_size <= 0 or block_size & (block_size - 1):
-            raise BackstoreError(f"{path}: block size {block_size} is not a power of two")
-        if size < 0 or size % block_size:
-            raise BackstoreError(f"{path}: size {size} is not a multiple of the block size {block_size}")
+        check_geometry(path, size, block_size)
         exists = os.path.exists(path)
         if not exists:
             if read_only:

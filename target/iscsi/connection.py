@@ -628,42 +628,28 @@ class Connection:
         window = self.session.window
         if len(send):
             for chunk in task.data_in_chunks(send):
-                if chunk.last and collapse:
-                    self._emit(
-                        SendPdu(
-                            DataIn(
-                                itt=task.itt,
-                                datasn=chunk.datasn,
-                                buffer_offset=chunk.offset,
-                                exp_cmdsn=window.exp_cmdsn,
-                                max_cmdsn=window.max_cmdsn,
-                                statsn=self._next_statsn(),
-                                lun=task.lun_field,
-                                final=True,
-                                status_present=True,
-                                status=int(status),
-                                overflow=read_res.overflow,
-                                underflow=read_res.underflow,
-                                residual=read_res.count,
-                                data=chunk.data,
-                            )
+                # the last Data-In carries the status when it can be phase-collapsed (RFC 7143 11.7.4)
+                last = chunk.last and collapse
+                self._emit(
+                    SendPdu(
+                        DataIn(
+                            itt=task.itt,
+                            datasn=chunk.datasn,
+                            buffer_offset=chunk.offset,
+                            exp_cmdsn=window.exp_cmdsn,
+                            max_cmdsn=window.max_cmdsn,
+                            statsn=self._next_statsn() if last else 0,
+                            lun=task.lun_field,
+                            final=last or chunk.final,
+                            status_present=last,
+                            status=int(status) if last else 0,
+                            overflow=last and read_res.overflow,
+                            underflow=last and read_res.underflow,
+                            residual=read_res.count if last else 0,
+                            data=chunk.data,
                         )
                     )
-                else:
-                    self._emit(
-                        SendPdu(
-                            DataIn(
-                                itt=task.itt,
-                                datasn=chunk.datasn,
-                                buffer_offset=chunk.offset,
-                                exp_cmdsn=window.exp_cmdsn,
-                                max_cmdsn=window.max_cmdsn,
-                                lun=task.lun_field,
-                                final=chunk.final,
-                                data=chunk.data,
-                            )
-                        )
-                    )
+                )
             if collapse:
                 return
         sense = b""
