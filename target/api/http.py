@@ -12,6 +12,10 @@ bearer token, and Prometheus text at GET /metrics (also on an optional plain met
     POST /v1/reload                         re-read the startup file (what SIGHUP does)
     GET  /v1/stats                          counters as JSON                 (sanlab target stats)
     GET  /metrics                           Prometheus text exposition
+    GET  /v1/alua[?storage_object=SO]       ALUA target port groups per LU     (sanlab target alua show)
+    POST /v1/alua/set {storage_object, group, state}   implicit transition, recorded in the config
+    GET  /v1/pr?storage_object=SO           persistent reservations of one LU  (sanlab target pr show)
+    POST /v1/pr/clear {storage_object}      drop registrations and reservation (sanlab target pr clear)
 
 Every change answers with the ApplyReport (changes, applied, failed[{path, reason}], elapsed_ms); a refused
 apply is HTTP 409, a bad request 400, an unknown path 404.
@@ -189,6 +193,38 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(snapshot(m.rt, m.server))
 
 
+async def alua_show(request: web.Request) -> web.Response:
+    so = request.query.get("storage_object") or None
+    return web.json_response({"storage_objects": request.app[_MANAGER].alua_show(so)})
+
+
+def _required(body: dict[str, Any], *names: str) -> list[str]:
+    out = []
+    for name in names:
+        value = body.get(name)
+        if value is None or str(value) == "":
+            raise ManagementError(f"{name} is required")
+        out.append(str(value))
+    return out
+
+
+async def alua_set(request: web.Request) -> web.Response:
+    so, group, state = _required(await _json_body(request), "storage_object", "group", "state")
+    return web.json_response(await request.app[_MANAGER].alua_set(so, group, state))
+
+
+async def pr_show(request: web.Request) -> web.Response:
+    so = request.query.get("storage_object", "")
+    if not so:
+        raise ManagementError("storage_object is required")
+    return web.json_response(request.app[_MANAGER].pr_show(so))
+
+
+async def pr_clear(request: web.Request) -> web.Response:
+    (so,) = _required(await _json_body(request), "storage_object")
+    return web.json_response(await request.app[_MANAGER].pr_clear(so))
+
+
 def _metrics_handler(m: Manager) -> Any:
     registry = make_registry(m.rt, m.server)
 
@@ -212,6 +248,10 @@ def make_app(manager: Manager, *, token: str = "") -> web.Application:
     app.router.add_post("/v1/saveconfig", saveconfig)
     app.router.add_post("/v1/reload", reload)
     app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/v1/alua", alua_show)
+    app.router.add_post("/v1/alua/set", alua_set)
+    app.router.add_get("/v1/pr", pr_show)
+    app.router.add_post("/v1/pr/clear", pr_clear)
     app.router.add_get("/metrics", _metrics_handler(manager))
     return app
 

@@ -31,7 +31,9 @@ from target.config import diff as cdiff
 from target.config.diff import Change, ChangeOp, Kind, Node
 from target.config.load import load_config, save_config
 from target.config.model import (
+    ALUA_STATE_NAMES,
     AclConfig,
+    AluaGroupConfig,
     AuthConfig,
     Config,
     LunConfig,
@@ -47,6 +49,30 @@ from target.runtime import Runtime
 log = logging.getLogger("target.api")
 
 MAX_PARTIAL_ROUNDS = 8
+#: storage object fields a running LU takes without reopening its backstore (ALUA groups: the LU's ALUA provider
+#: re-reads them when the runtime's Config is replaced)
+LIVE_SO_FIELDS = frozenset({"size", "attributes", "alua_groups"})
+#: state names a user may type (LIO's configfs spelling and short forms) -> the config's names
+_ALUA_STATE_ALIASES = {
+    "ao": "active_optimized",
+    "optimized": "active_optimized",
+    "an": "active_non_optimized",
+    "ano": "active_non_optimized",
+    "nonoptimized": "active_non_optimized",
+    "non_optimized": "active_non_optimized",
+    "active_nonoptimized": "active_non_optimized",
+    "s": "standby",
+    "u": "unavailable",
+    "o": "offline",
+    "t": "transitioning",
+    # LIO's alua_access_state numbers (SPC-4 6.37 table 279)
+    "0": "active_optimized",
+    "1": "active_non_optimized",
+    "2": "standby",
+    "3": "unavailable",
+    "14": "offline",
+    "15": "transitioning",
+}
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -356,6 +382,135 @@ class Manager:
         log.info("reload of %s: %s", self.config_path, "; ".join(report.changes) or "no changes")
         return report
 
+    # ------------------------------------------------------------------------------------ ALUA and PR
+
+    def _so_ref(self, storage_object: str) -> str:
+        """'plugin/name' of a storage object named as /backstores/plugin/name, plugin/name or a unique name."""
+        ref = storage_object.strip().strip("/")
+        if ref.startswith("backstores/"):
+            ref = ref[len("backstores/") :]
+        known = [so.path for so in self.config.storage_objects]
+        if ref in known:
+            return ref
+        by_name = [p for p in known if p.split("/", 1)[1] == ref]
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            raise ManagementError(f"{storage_object}: ambiguous, name the plugin ({', '.join(by_name)})")
+        raise ManagementError(f"{storage_object or '(none)'}: no such storage object", 404)
+
+    def _lu(self, ref: str) -> Any:
+        lu = self.rt.lus.get(ref)
+        if lu is None:
+            raise ManagementError(f"{ref}: the storage object has no logical unit (not open)", 404)
+        return lu
+
+    def alua_show(self, storage_object: str | None = None) -> list[dict[str, Any]]:
+        """Per storage object: its target port groups (name, id, state, members, relative port ids, preferred,
+        delays, implicit/explicit, counters), or `alua: false` when the LU has ALUA turned off."""
+        refs = (
+            [self._so_ref(storage_object)]
+            if storage_object
+            else [so.path for so in self.config.storage_objects]
+        )
+        out: list[dict[str, Any]] = []
+        for ref in refs:
+            try:
+                groups = self.rt.alua_groups(ref)
+            except KeyError:
+                out.append({"storage_object": ref, "alua": False, "groups": []})
+                continue
+            out.append({"storage_object": ref, "alua": True, "groups": groups})
+        return out
+
+    async def alua_set(self, storage_object: str, group: str, state: str) -> dict[str, Any]:
+        """Implicit ALUA transition of one target port group (Runtime.set_alua_state: ASYMMETRIC ACCESS STATE
+        CHANGED to every I_T nexus), then record the state in the running configuration (the storage object's
+        alua_groups, LIO's alua_access_state) so saveconfig and the autosave keep it."""
+        from target.scsi.alua import AluaError
+
+        ref = self._so_ref(storage_object)
+        state_name = alua_state_name(state)
+        try:
+            groups = self.rt.alua_groups(ref)
+        except KeyError:
+            raise ManagementError(
+                f"{ref}: ALUA is turned off for this storage object (alua_support=0)", 409
+            ) from None
+        current = _find_group(groups, group)
+        if current is None:
+            have = ", ".join(f"{g['name']} ({g['id']})" for g in groups) or "none"
+            raise ManagementError(f"{ref}: no ALUA target port group {group!r} (have: {have})", 404)
+        try:
+            result = await self.rt.set_alua_state(ref, current["name"], state_name)
+        except KeyError:
+            raise ManagementError(f"{ref}: no such logical unit", 404) from None
+        except AluaError as exc:
+            raise ManagementError(str(exc), 409) from None
+        report = await self._record_alua_state(ref, current, state_name)
+        return {
+            "storage_object": ref,
+            "group": result,
+            "previous_state": current["state"],
+            "saved": report.ok,
+            "changes": report.changes,
+            "failed": [dataclasses.asdict(f) for f in report.failed],
+        }
+
+    async def _record_alua_state(self, ref: str, group: dict[str, Any], state_name: str) -> ApplyReport:
+        path = cdiff.so_path(ref)
+        node = self._flat.get(path)
+        if node is None:  # removed meanwhile
+            return ApplyReport(applied=False, failed=[Failure(path, "the storage object went away")])
+        so: StorageObjectConfig = copy.deepcopy(node.obj)
+        named = next((g for g in so.alua_groups if g.name == group["name"]), None)
+        if named is not None:
+            named.state = state_name
+        elif so.alua_groups:
+            # a group the runtime made up (default_tg_pt_gp): record it as LIO would
+            so.alua_groups.append(AluaGroupConfig(name=group["name"], id=int(group["id"]), state=state_name))
+        flat = dict(self._flat)
+        if not so.alua_groups:
+            # one group per target port, made up by the runtime: write them all down as LIO has them (a group
+            # per port, the port's LUN naming it), so the ports keep their groups and ids (= relative port
+            # ids) once the configuration names groups, and an LIO export maps them the same way
+            so.alua_groups, lun_groups = _materialize_groups(
+                self.rt.alua_groups(ref), group["name"], state_name
+            )
+            for p, n in self._flat.items():
+                if n.kind is not Kind.LUN or n.obj.storage_object != ref:
+                    continue
+                parts = p.split("/")  # "", iscsi, wwn, tpgN, luns, lunM
+                name = lun_groups.get((parts[2].lower(), int(parts[3][3:])))
+                if name is not None and n.obj.alua_tg_pt_gp != name:
+                    flat[p] = Node(Kind.LUN, dataclasses.replace(n.obj, alua_tg_pt_gp=name))
+        flat[path] = Node(Kind.STORAGE_OBJECT, so)
+        return await self.apply_flat(flat)
+
+    def pr_show(self, storage_object: str) -> dict[str, Any]:
+        from target.scsi.pr.admin import describe
+
+        return describe(self._lu(self._so_ref(storage_object)))
+
+    async def pr_clear(self, storage_object: str) -> dict[str, Any]:
+        """Release the reservation and drop every registration (PROUT CLEAR semantics, RESERVATIONS PREEMPTED to
+        the registrants), APTPL file updated atomically first."""
+        from target.scsi.pr.admin import AdminError, admin_clear
+
+        ref = self._so_ref(storage_object)
+        lu = self._lu(ref)
+        try:
+            result = admin_clear(lu)
+        except AdminError as exc:
+            raise ManagementError(f"{ref}: persistent reservations not cleared: {exc}", 500) from None
+        log.info(
+            "%s: persistent reservations cleared by the administrator (%d registrations, reservation %s)",
+            ref,
+            result["registrations_removed"],
+            "released" if result["reservation_released"] else "none",
+        )
+        return {"storage_object": ref, **result}
+
     def saveconfig(self, path: str | None = None, *, fmt: str = "native") -> str:
         target = path or self.save_path or str(Path(self.config.state_dir) / "saveconfig.json")
         ensure_state_dir(str(Path(target).parent))
@@ -472,7 +627,7 @@ class Manager:
             if c.kind is not Kind.STORAGE_OBJECT or c.op is ChangeOp.REMOVE:
                 continue
             so: StorageObjectConfig = desired[c.path].obj
-            if c.op is ChangeOp.MODIFY and set(c.fields) <= {"size", "attributes"}:
+            if c.op is ChangeOp.MODIFY and set(c.fields) <= LIVE_SO_FIELDS:
                 if "size" in c.fields:
                     bs = self.rt.backstores.get(so.path)
                     old_size = bs.size if bs is not None else 0
@@ -769,6 +924,62 @@ def _addr_matches(ip: str, port: int, local: tuple[str, int]) -> bool:
     if local[1] != port:
         return False
     return ip in WILDCARDS or _norm_ip(local[0]) == _norm_ip(ip)
+
+
+def alua_state_name(text: str) -> str:
+    """The config's name of an ALUA access state typed as LIO spells it (active_nonoptimized), a short form
+    (ao, an) or a number; ManagementError for anything else."""
+    key = str(text).strip().lower().replace("-", "_").replace("/", "_")
+    key = _ALUA_STATE_ALIASES.get(key, key)
+    if key not in ALUA_STATE_NAMES:
+        raise ManagementError(
+            f"unknown ALUA access state {text!r} (active_optimized|ao, active_nonoptimized|an, standby, "
+            "unavailable, offline, transitioning)"
+        )
+    return key
+
+
+def _find_group(groups: list[dict[str, Any]], ref: str) -> dict[str, Any] | None:
+    """A group of `alua_groups()` by name, else by id."""
+    for g in groups:
+        if g.get("name") == ref:
+            return g
+    try:
+        gid = int(str(ref), 0)
+    except ValueError:
+        return None
+    return next((g for g in groups if g.get("id") == gid), None)
+
+
+def _materialize_groups(
+    groups: list[dict[str, Any]], changed: str, state: str
+) -> tuple[list[AluaGroupConfig], dict[tuple[str, int], str]]:
+    """Config entries for the runtime's one-group-per-port layout ("<wwn>/<tag>" groups): the same ids, named
+    tpg<tag> (or t<id>.tpg<tag> when two targets share a tag); and (wwn lower, tag) -> group name for the
+    LUNs of those ports."""
+    tags = [str(g["name"]).rpartition("/")[2] for g in groups]
+    out: list[AluaGroupConfig] = []
+    lun_groups: dict[tuple[str, int], str] = {}
+    for g, tag in zip(groups, tags, strict=True):
+        name = f"tpg{tag}" if tags.count(tag) == 1 else f"t{g['id']}.tpg{tag}"
+        for member in g.get("members") or [g["name"]]:
+            wwn, _, tag_text = str(member).rpartition("/")
+            if tag_text.isdigit():
+                lun_groups[(wwn.lower(), int(tag_text))] = name
+        out.append(
+            AluaGroupConfig(
+                name=name,
+                id=int(g["id"]),
+                state=state if g["name"] == changed else str(g["state"]),
+                preferred=bool(g.get("preferred", False)),
+                implicit=bool(g.get("implicit", True)),
+                explicit=bool(g.get("explicit", True)),
+                trans_delay_ms=int(g.get("trans_delay_ms", 0)),
+                nonop_delay_ms=int(g.get("nonop_delay_ms", 100)),
+                implicit_trans_secs=int(g.get("implicit_trans_secs", 0)),
+            )
+        )
+    return out, lun_groups
 
 
 class StateDirError(Exception):

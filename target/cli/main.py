@@ -77,7 +77,7 @@ def _version() -> str:
 
 
 #: modules that add `sanlab target` verbs at import (register_target_command)
-TARGET_EXTENSION_MODULES = ("target.cli.manage",)
+TARGET_EXTENSION_MODULES = ("target.cli.manage", "target.cli.alua_pr")
 _loaded_target_extensions: set[str] = set()
 
 

@@ -10,6 +10,7 @@ one HTTP request to the socket the target serves).
     sanlab target restoreconfig FILE [--partial]    apply FILE (all-or-nothing unless --partial)
     sanlab target batch [FILE|-]                    one command per line; stops at the first failure
     sanlab target stats [PATH] [--json]             counters; sessions [--json]; reload
+    sanlab target alua show|set ..., pr show|clear ...   ALUA states and persistent reservations (alua_pr.py)
 
 The target is found with no options when one runs on the machine (default socket), else `--socket` or
 $SANLAB_SOCKET; `--url http://host:port` and `--token` (or $SANLAB_TOKEN) reach a TCP API.

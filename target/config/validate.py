@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 from target.config import attributes, names, parameters
 from target.config.model import (
+    ALUA_STATE_NAMES,
     AclConfig,
+    AluaGroupConfig,
     AuthConfig,
     Config,
     StorageObjectConfig,
@@ -29,6 +31,13 @@ MAX_TPG_TAG = 65535  # RFC 7143 11.12.5 (Target Portal Group Tag, 16 bits); 0 is
 #: initiators (Microsoft requires 12-16 characters) therefore ask for at least 12 characters.
 MIN_CHAP_SECRET_LEN = 12
 MAX_PHYSICAL_BLOCK_SIZE = 65536
+#: ALUA (SPC-4 6.37; LIO target_core_alua.h): TARGET PORT GROUP is 16 bits; LIO gives id 0 to default_tg_pt_gp
+#: only, other groups get 1-65535
+MAX_TG_PT_GP_ID = 65535
+DEFAULT_TG_PT_GP = "default_tg_pt_gp"
+MAX_TRANS_DELAY_MS = 30000  # LIO ALUA_MAX_TRANS_DELAY_MSECS
+MAX_NONOP_DELAY_MS = 10000  # LIO ALUA_MAX_NONOP_DELAY_MSECS
+MAX_IMPLICIT_TRANS_SECS = 255  # one byte in the extended REPORT TARGET PORT GROUPS header
 
 
 @dataclass
@@ -87,7 +96,83 @@ def check_config(cfg: Config, loc: Locator, policy: Policy | None = None) -> Rep
     if not cfg.state_dir.startswith("/"):
         rep.error(loc(cfg, "state_dir"), f"{cfg.state_dir!r} is not an absolute path")
     _check_settings(cfg.settings, loc(cfg, "settings"), rep)
+    _check_alua(cfg, loc, rep)
     return rep
+
+
+def _check_alua(cfg: Config, loc: Locator, rep: Report) -> None:
+    """ALUA target port groups of every storage object: names and ids unique per LU, ids in range, states
+    known, delays in LIO's ranges, members naming TPGs of this configuration and in one group only; a LUN
+    naming a group its storage object does not define is a warning (the port joins default_tg_pt_gp)."""
+    tpgs = {(t.wwn.lower(), tpg.tag) for t in cfg.targets for tpg in t.tpgs}
+    for so in cfg.storage_objects:
+        names_seen: set[str] = set()
+        ids_seen: dict[int, str] = {}
+        member_of: dict[str, str] = {}
+        for i, g in enumerate(so.alua_groups):
+            where = loc(g)
+            if where == "?":
+                where = f"{loc(so, 'alua_groups')}[{i}]"
+            problem = names.check_tg_pt_gp_name(g.name)
+            if problem:
+                rep.error(f"{where}.name", problem)
+            elif g.name in names_seen:
+                rep.error(f"{where}.name", f"duplicate ALUA target port group {g.name!r}")
+            names_seen.add(g.name)
+            _check_alua_group(g, where, ids_seen, rep)
+            for m in g.members:
+                wwn, sep, tag_text = m.rpartition("/")
+                if not sep or not wwn or not tag_text.isdigit():
+                    rep.error(f"{where}.members", f"{m!r} is not <target wwn>/<tpg tag>")
+                elif (wwn.lower(), int(tag_text)) not in tpgs:
+                    rep.error(f"{where}.members", f"{m!r} is not a TPG of this configuration")
+                elif m.lower() in member_of and member_of[m.lower()] != g.name:
+                    rep.error(
+                        f"{where}.members", f"{m!r} is already a member of group {member_of[m.lower()]!r}"
+                    )
+                else:
+                    member_of[m.lower()] = g.name
+        if not so.alua_groups:
+            continue
+        for t in cfg.targets:
+            for tpg in t.tpgs:
+                for lun in tpg.luns:
+                    if (
+                        lun.storage_object == so.path
+                        and lun.alua_tg_pt_gp != DEFAULT_TG_PT_GP
+                        and lun.alua_tg_pt_gp not in names_seen
+                    ):
+                        rep.warn(
+                            loc(lun, "alua_tg_pt_gp"),
+                            f"{so.path} has no ALUA group {lun.alua_tg_pt_gp!r}; the port joins {DEFAULT_TG_PT_GP}",
+                        )
+
+
+def _check_alua_group(g: AluaGroupConfig, where: str, ids_seen: dict[int, str], rep: Report) -> None:
+    lowest = 0 if g.name == DEFAULT_TG_PT_GP else 1
+    if not lowest <= g.id <= MAX_TG_PT_GP_ID:
+        rep.error(
+            f"{where}.id",
+            f"{g.id} is not a target port group id (1-{MAX_TG_PT_GP_ID}; 0 is {DEFAULT_TG_PT_GP}'s)",
+        )
+    elif g.id in ids_seen:
+        rep.error(f"{where}.id", f"duplicate target port group id {g.id} (group {ids_seen[g.id]!r} has it)")
+    else:
+        ids_seen[g.id] = g.name
+    valid = ", ".join(ALUA_STATE_NAMES)
+    if g.state not in ALUA_STATE_NAMES:
+        rep.error(f"{where}.state", f"{g.state!r} is not an ALUA access state ({valid})")
+    for st in g.supported_states:
+        if st not in ALUA_STATE_NAMES:
+            rep.error(f"{where}.supported_states", f"{st!r} is not an ALUA access state ({valid})")
+    for fld, top in (
+        ("trans_delay_ms", MAX_TRANS_DELAY_MS),
+        ("nonop_delay_ms", MAX_NONOP_DELAY_MS),
+        ("implicit_trans_secs", MAX_IMPLICIT_TRANS_SECS),
+    ):
+        value = getattr(g, fld)
+        if not 0 <= value <= top:
+            rep.error(f"{where}.{fld}", f"{value} is not in the range 0-{top}")
 
 
 def _check_storage_objects(objs: list[StorageObjectConfig], loc: Locator, rep: Report) -> set[str]:

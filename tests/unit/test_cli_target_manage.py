@@ -1,5 +1,6 @@
 """`sanlab target` management verbs against a target served in a background thread (real Unix-socket API):
-every verb, all-or-nothing and partial restore reporting, batch exit codes, saveconfig, stats, /metrics."""
+every verb, all-or-nothing and partial restore reporting, batch exit codes, saveconfig, stats, /metrics, alua
+and pr."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from target.cli.main import main
 from target.cli.manage import Client
 from target.config.native import dump_config
 from target.runtime import build_runtime
+from target.scsi.gates import PrType
+from target.scsi.pr import pr_state
 from target.server import ManagementOptions, serve
 
 
@@ -243,3 +246,65 @@ def test_unreachable_target_exit_code(tmp_path: Path) -> None:
     with redirect_stderr(err), redirect_stdout(io.StringIO()):
         code = main(["target", "show", "--socket", str(tmp_path / "none.sock")])
     assert code == 3 and "no target answers" in err.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- CLI over the API
+
+
+def test_cli_alua_and_pr_verbs_over_the_socket(served: Served) -> None:
+    code, out, _ = served.cli("alua", "show")
+    assert code == 0 and f"{IQN}/1" in out and "active_optimized" in out
+    code, out, _ = served.cli("alua", "show", "t0l0", "--json")
+    (entry,) = json.loads(out)["storage_objects"]
+    assert entry["storage_object"] == "ramdisk/t0l0" and entry["groups"][0]["id"] == 1
+    code, out, _ = served.cli("alua", "set", "t0l0", "1", "standby")
+    assert code == 0 and "active_optimized -> standby" in out
+    # unknown group / state / object: usage-class errors with the reason
+    code, _, err = served.cli("alua", "set", "t0l0", "9", "ao")
+    assert code == 2 and "no ALUA target port group '9'" in err
+    code, _, err = served.cli("alua", "set", "t0l0", "tpg1", "sleepy")
+    assert code == 2 and "unknown ALUA access state 'sleepy'" in err
+    code, _, err = served.cli("alua", "set", "nope", "tpg1", "ao")
+    assert code == 2 and "no such storage object" in err
+    # batch runs the verb with the connection options in front of the action
+    code, out, _ = served.cli("batch", stdin="alua set t0l0 tpg1 an\nalua show\n")
+    assert code == 0 and "batch: 2 command(s) succeeded" in out
+    code, out, _ = served.cli("saveconfig", "-")
+    (group,) = json.loads(out)["storage_objects"][0]["alua_groups"]
+    assert (group["name"], group["state"], group["members"]) == ("tpg1", "active_non_optimized", [])
+    lun = json.loads(out)["targets"][0]["tpgs"][0]["luns"][0]
+    assert lun["alua_tg_pt_gp"] == "tpg1"
+    # persistent reservations
+    lu = served.manager.rt.lus["ramdisk/t0l0"]
+    nexus = served.manager.rt.nexus_for("iqn.1994-05.com.example:a", 0x23D000000001, IQN, 1)
+    pr_state(lu).register(nexus, 0, 0x1234)
+    pr_state(lu).reserve(nexus, 0x1234, PrType.EXCLUSIVE_ACCESS)
+    code, out, _ = served.cli("pr", "show", "t0l0")
+    assert (
+        code == 0 and "Exclusive Access (LU_SCOPE), held by iqn.1994-05.com.example:a,i,0x23d000000001" in out
+    )
+    assert "key 0x0000000000001234" in out and "[holder]" in out
+    code, out, _ = served.cli("pr", "show", "/backstores/ramdisk/t0l0", "--json")
+    assert json.loads(out)["registrations"][0]["key"] == "0x0000000000001234"
+    code, out, _ = served.cli("pr", "clear", "t0l0")
+    assert code == 0 and "1 registration(s) removed, reservation released" in out
+    assert pr_state(lu).registrations == [] and pr_state(lu).reservation is None
+
+
+def test_alua_pr_endpoints_reject_incomplete_requests(served: Served) -> None:
+    from target.cli.manage import ApiError
+
+    client = Client(str(served.sock))
+    for path, body, text in (
+        ("/v1/alua/set", {"storage_object": "t0l0", "state": "ao"}, "group is required"),
+        ("/v1/pr/clear", {}, "storage_object is required"),
+    ):
+        with pytest.raises(ApiError) as err:
+            client.post(path, body)
+        assert (err.value.status, str(err.value)) == (400, text)
+    with pytest.raises(ApiError) as err:
+        client.get("/v1/pr")
+    assert err.value.status == 400
+    with pytest.raises(ApiError) as err:
+        client.get("/v1/pr", storage_object="nope")
+    assert err.value.status == 404

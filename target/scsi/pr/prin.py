@@ -55,10 +55,10 @@ def read_reservation(state: PrState) -> bytes:
 
 
 def report_capabilities(state: PrState, *, aptpl_forced: bool = False) -> bytes:
-    """SPC-4 6.15.4: CRH (SPC-2 RESERVE/RELEASE exceptions, 5.13.3), SIP_C, ATP_C, PTPL_C; TMV with the type
-    mask, ALLOW COMMANDS, PTPL_A."""
+    """SPC-4 6.15.4: RLR_C (REPLACE LOST RESERVATION, see target.scsi.pr.prout), CRH (SPC-2 RESERVE/RELEASE
+    exceptions, 5.13.3), SIP_C, ATP_C, PTPL_C; TMV with the type mask, ALLOW COMMANDS, PTPL_A."""
     ptpl_c = state.store is not None
-    b2 = 0x10 | 0x08 | 0x04 | (0x01 if ptpl_c else 0)
+    b2 = (0x80 if state.rlr_capable else 0) | 0x10 | 0x08 | 0x04 | (0x01 if ptpl_c else 0)
     b3 = 0x80 | (ALLOW_COMMANDS << 4) | (0x01 if ptpl_c and (state.aptpl or aptpl_forced) else 0)
     return (8).to_bytes(2, "big") + bytes((b2, b3)) + TYPE_MASK + bytes(2)
 

@@ -10,9 +10,21 @@ Parameter lists (SPC-4 6.16.3 table 212, 6.16.4 table 214):
 A wrong PARAMETER LIST LENGTH is PARAMETER LIST LENGTH ERROR; bad fields are INVALID FIELD IN PARAMETER LIST with a
 field pointer; SCOPE other than LU_SCOPE or an unknown TYPE is INVALID FIELD IN CDB (byte 2).
 
-REPLACE LOST RESERVATION (08h, SPC-4 r37 5.13.12) is not offered: this device never loses persistent
-reservation information (APTPL state is written before completion), so REPORT CAPABILITIES leaves RLR_C at zero
-and service action 08h gets INVALID FIELD IN CDB like any unsupported service action.
+REPLACE LOST RESERVATION (08h, SPC-4 5.13.11.3) is implemented (`PrState.replace_lost`) but offered only by a
+device server that can establish a recoverable lost persistent reservation condition (SPC-4 5.13.5.3.2,
+`PrState.rlr_capable`, reported as RLR_C in REPORT CAPABILITIES). Ours never does, so RLR_C stays zero and
+service action 08h gets INVALID FIELD IN CDB like any unsupported service action (LIO does the same). Why:
+- APTPL state is written atomically and durably before the PROUT completes, and a PROUT whose state cannot be
+  made durable fails and changes nothing, so the state is never silently lost while running;
+- the condition means terminating every command but the few of SPC-4 5.13.5.2 (INQUIRY, REPORT LUNS, REPORT
+  TARGET PORT GROUPS, REQUEST SENSE, ...) with DATA PROTECT / PERSISTENT RESERVATION INFORMATION LOST (44h/01h).
+  That is a per-command gate (target.scsi.reservation) with an exemption list and a sense code the target does
+  not have; the one case it would fit - an APTPL file that exists but cannot be read at start-up - is logged
+  and the LU starts with no registrations, as LIO does.
+With `rlr_capable` set (unit tests, or a future gate), the command is checked as SPC-4 6.16 and 5.13.11.3 say: a
+24-byte parameter list, SPEC_I_PT zero, RESERVATION KEY zero, APTPL only with PTPL_C, a valid SCOPE and TYPE;
+without the lost condition it ends with ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION; with it the
+issuer is registered with SERVICE ACTION RESERVATION KEY and holds a new reservation, PRGENERATION is zero.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ class ProutAction(enum.IntEnum):
     PREEMPT_AND_ABORT = 0x05
     REGISTER_AND_IGNORE_EXISTING_KEY = 0x06
     REGISTER_AND_MOVE = 0x07
+    REPLACE_LOST_RESERVATION = 0x08
 
 
 def _type_from_cdb(cdb: bytes) -> PrType:
@@ -105,6 +118,15 @@ def _run(ctx: CommandContext, state: PrState, sa: ProutAction, params: bytes) ->
     registering = sa in (ProutAction.REGISTER, ProutAction.REGISTER_AND_IGNORE_EXISTING_KEY)
     if spec_i_pt and sa is not ProutAction.REGISTER:
         raise CheckCondition.invalid_param(20, 3)
+    if sa is ProutAction.REPLACE_LOST_RESERVATION:
+        # SPC-4 5.13.11.3 / 6.16.3: SCOPE and TYPE define the new reservation; RESERVATION KEY shall be zero;
+        # ALL_TG_PT is ignored; APTPL is valid (and needs PTPL_C)
+        pr_type = _type_from_cdb(cdb)
+        if key != 0:
+            raise CheckCondition.invalid_param(0)
+        if aptpl and state.store is None:
+            raise CheckCondition.invalid_param(20, 0)
+        return state.replace_lost(nexus, sa_key, pr_type, aptpl=aptpl)
     tids: list[transport_id.TransportId] = []
     if spec_i_pt:
         tid_len = int.from_bytes(params[24:28], "big")
@@ -174,6 +196,11 @@ async def _apply(ctx: CommandContext, state: PrState, fx: Effects) -> None:
             lu.ua.establish(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, only={t.nexus for t in victims})
 
 
+def _rlr_enabled(lu: LogicalUnit) -> bool:
+    """REPLACE LOST RESERVATION is a supported service action only where RLR_C is one."""
+    return pr_enabled(lu) and pr_state(lu).rlr_capable
+
+
 async def persistent_reserve_out(ctx: CommandContext) -> ScsiResult:
     state = pr_state(ctx.lu)
     sa = ProutAction(ctx.cdb[1] & 0x1F)
@@ -190,6 +217,7 @@ async def persistent_reserve_out(ctx: CommandContext) -> ScsiResult:
     elif params[20] & 0x08 and len(params) < BASIC_LENGTH + 4:
         raise CheckCondition.param_list_length_error()
     snapshot = state.to_dict()
+    was_lost = state.lost
     was_active = state.aptpl or bool(ctx.lu.attrs.force_pr_aptpl)
     fx = _run(ctx, state, sa, params)
     try:
@@ -197,6 +225,7 @@ async def persistent_reserve_out(ctx: CommandContext) -> ScsiResult:
     except AptplError as exc:
         # nothing changes unless it is durable: roll back and say why (SPC-4 5.13.5)
         state.restore(snapshot)
+        state.lost = was_lost
         raise CheckCondition(
             SenseKey.ILLEGAL_REQUEST, Asc.INSUFFICIENT_REGISTRATION_RESOURCES, message=str(exc)
         ) from exc
@@ -216,7 +245,7 @@ COMMANDS = [
         pr_class=PrClass.COMMAND_DECIDES,
         alua_class=AluaClass.STANDBY_OK,
         param_len=(5, 4),
-        enabled=pr_enabled,
+        enabled=_rlr_enabled if sa is ProutAction.REPLACE_LOST_RESERVATION else pr_enabled,
     )
     for sa in ProutAction
 ]

@@ -124,6 +124,11 @@ class PrState:
         self.enforce_isid = enforce_isid
         #: where APTPL state goes (None: APTPL is not offered, PTPL_C=0)
         self.store: AptplStore | None = None
+        #: the device server can establish a recoverable lost persistent reservation condition (SPC-4 5.13.5.3.2)
+        #: and so supports REPLACE LOST RESERVATION (RLR_C). False here: see target.scsi.pr.prout's docstring.
+        self.rlr_capable = False
+        #: a recoverable lost persistent reservation condition exists (only with `rlr_capable`)
+        self.lost = False
 
     # --- queries (the reservation gate's protocol, target.scsi.reservation.PersistentReservations) -----------
 
@@ -388,6 +393,27 @@ class PrState:
         self.aptpl = aptpl
         self._bump()
         return fx
+
+    def replace_lost(self, nexus: Nexus, sa_key: int, pr_type: PrType, *, aptpl: bool) -> Effects:
+        """REPLACE LOST RESERVATION (SPC-4 5.13.11.3), as one uninterrupted series of actions: remove every prior
+        registration without unit attentions, register the issuing I_T nexus with SERVICE ACTION RESERVATION
+        KEY, release any reservation, reserve with `pr_type` for the issuer, set PRGENERATION to zero and end
+        the lost persistent reservation condition. Without that condition: ILLEGAL REQUEST, INVALID RELEASE OF
+        PERSISTENT RESERVATION (and nothing changes)."""
+        if not self.lost:
+            raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+        if sa_key == 0:
+            # a registration needs a non-zero key (SPC-4 5.13.7: key zero unregisters)
+            raise CheckCondition.invalid_param(8)
+        reg = Registration(
+            sa_key, nexus.initiator_name, nexus.isid, target_port_of(nexus), nexus.relative_port_id
+        )
+        self.registrations = [reg]
+        self.reservation = Reservation(pr_type, None if _all_registrants(pr_type) else reg)
+        self.generation = 0
+        self.aptpl = aptpl
+        self.lost = False
+        return Effects()
 
     # --- persistence (target.scsi.pr.aptpl) ---------------------------------------------------------------
 
