@@ -3,11 +3,14 @@
     summary.json    what happened, validated against SUMMARY_SCHEMA (initiators, checks, phases, `passed`)
     records.jsonl   raw records, one JSON object per line, in the order they were made
     report.md       a short human report (tables)
+    report.html     the same, self-contained with its plots inlined (lab.report.html; failover drills)
     *.png, *.md     plots and tables beside them (e.g. matrix.png, matrix.md)
     ansible/        the rendered inventory and playbook logs
 
 `RunDir.create` makes the directory; `record` appends a raw record; `write_summary` refuses a summary that does
-not match the schema (so every drill's summary.json has the same shape).
+not match the schema (so every drill's summary.json has the same shape). Failover drills add `target_kind`,
+`faults` (lab.metrics.faults rows), `verify`, `checks` and `workloads`; benchmarks may add `bench`
+(name -> number). Every run is also one line of `results/index.jsonl` (lab.report.index).
 """
 
 from __future__ import annotations
@@ -30,6 +33,33 @@ RECORDS = "records.jsonl"
 REPORT = "report.md"
 CHECK_STATUSES = ("passed", "failed", "skipped")
 _RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$")
+PHASE_NAMES = ("images", "bring-up", "prepare", "run", "workload", "faults", "verify", "tear-down")
+_NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
+_CHECK_STATUS: dict[str, Any] = {"enum": list(CHECK_STATUSES)}
+
+#: one entry of summary["faults"]: lab.metrics.faults.fault_metrics for one (fault, initiator) pair
+FAULT_ROW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "kind", "injected_at_s", "max_stall_s", "recovered_90_s", "io_errors"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "initiator": {"type": "string"},
+        "injected_at_s": _NUM_OR_NULL,
+        "cleared_at_s": _NUM_OR_NULL,
+        "injected_ok": {"type": "boolean"},
+        "max_stall_s": _NUM_OR_NULL,
+        "stall_start_s": _NUM_OR_NULL,
+        "stall_end_s": _NUM_OR_NULL,
+        "first_io_after_s": _NUM_OR_NULL,
+        "recovered_90_s": _NUM_OR_NULL,
+        "io_errors": {"type": "integer", "minimum": 0},
+        "baseline_bps": _NUM_OR_NULL,
+        "baseline_iops": _NUM_OR_NULL,
+        "window_end_s": _NUM_OR_NULL,
+        "detail": {"type": "string"},
+    },
+}
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -48,7 +78,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["name", "passed", "seconds"],
                 "properties": {
-                    "name": {"enum": ["images", "bring-up", "prepare", "run", "verify", "tear-down"]},
+                    "name": {"enum": list(PHASE_NAMES)},
                     "passed": {"type": "boolean"},
                     "seconds": {"type": "number", "minimum": 0},
                     "detail": {"type": "string"},
@@ -56,6 +86,52 @@ SUMMARY_SCHEMA: dict[str, Any] = {
             },
         },
         "targets": {"type": "array", "items": {"type": "object", "required": ["name", "kind"]}},
+        "target_kind": {"type": "string", "description": "the kind every target ran as (sanlab, tgt, ...)"},
+        "git_rev": {"type": "string", "description": "git rev-parse --short HEAD (+ -dirty) of the project"},
+        "faults": {"type": "array", "items": FAULT_ROW_SCHEMA},
+        "verify": {
+            "type": "object",
+            "required": ["ok"],
+            "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+        },
+        "checks": {
+            "description": "the scenario's declarative checks, evaluated",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status"],
+                "anyOf": [{"required": ["name"]}, {"required": ["metric"]}],
+                "properties": {
+                    "name": {"type": "string"},
+                    "metric": {"type": "string"},
+                    "status": _CHECK_STATUS,
+                    "detail": {"type": "string"},
+                    "value": {},
+                },
+            },
+        },
+        "workloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["initiator", "workload", "ok"],
+                "properties": {
+                    "initiator": {"type": "string"},
+                    "workload": {"type": "string"},
+                    "started_at_s": _NUM_OR_NULL,
+                    "stopped_at_s": _NUM_OR_NULL,
+                    "ok": {"type": "boolean"},
+                    "errors": {"type": "integer", "minimum": 0},
+                    "verify_ok": {"type": ["boolean", "null"]},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+        "bench": {
+            "description": "benchmark figures, name -> value (indexed for regression tracking)",
+            "type": "object",
+            "additionalProperties": {"type": ["number", "null"]},
+        },
         "node_checks": {
             "description": "testinfra after bring-up: one entry per node",
             "type": "array",

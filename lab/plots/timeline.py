@@ -1,0 +1,164 @@
+"""The drill timeline: throughput (MB/s) and probe latency over time, one subplot per initiator.
+
+Marked on every subplot: fault spans shaded (injection to clearing), injection lines, the longest stall of
+each fault (hatched span) and its recovery to 90 % of the pre-fault throughput (dotted green line).
+Pure: records in, Figure out (explicit Figure/Axes API, no pyplot). Artists carry a ``gid`` ("fault-span",
+"injection", "stall", "recovery", "throughput", "probe-ok", "probe-failed") so tests and tools can find them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lab.metrics.faults import fault_kind, primary_throughput
+
+FAULT_COLOUR = "#e53935"
+STALL_COLOUR = "#fb8c00"
+RECOVERY_COLOUR = "#2e7d32"
+THROUGHPUT_COLOUR = "#1e88e5"
+LATENCY_COLOUR = "#757575"
+#: stalls shorter than this are not drawn (a probe period or two is not a stall)
+MIN_STALL_DRAWN_S = 0.5
+
+
+def initiators_of(*groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Initiator names in first-seen order across record groups (records without one are skipped)."""
+    names: list[str] = []
+    for g in groups:
+        for r in g:
+            ini = r.get("initiator")
+            if ini and ini not in names:
+                names.append(str(ini))
+    return names
+
+
+def _faults_on(ax: Axes, faults: Sequence[Mapping[str, Any]], label_them: bool) -> None:
+    for f in faults:
+        inj = f.get("injected_at_s")
+        if inj is None:
+            continue
+        cleared = f.get("cleared_at_s")
+        if cleared is not None and cleared > inj:
+            ax.axvspan(inj, cleared, color=FAULT_COLOUR, alpha=0.10, lw=0, gid="fault-span")
+        ax.axvline(inj, color=FAULT_COLOUR, ls="--", lw=1.2, gid="injection")
+        if label_them:
+            ax.annotate(
+                str(f.get("name") or fault_kind(f)),
+                xy=(inj, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, 2),
+                textcoords="offset points",
+                fontsize=7,
+                color=FAULT_COLOUR,
+                va="bottom",
+            )
+
+
+def _metrics_on(ax: Axes, rows: Sequence[Mapping[str, Any]]) -> None:
+    for m in rows:
+        start, end, stall = m.get("stall_start_s"), m.get("stall_end_s"), m.get("max_stall_s")
+        if start is not None and end is not None and stall is not None and stall >= MIN_STALL_DRAWN_S:
+            ax.axvspan(
+                start,
+                end,
+                facecolor="none",
+                edgecolor=STALL_COLOUR,
+                hatch="///",
+                lw=0.8,
+                gid="stall",
+                label=None,
+            )
+            ax.annotate(
+                f"stall {stall:.1f} s",
+                xy=((start + end) / 2, 0.5),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize=7,
+                color=STALL_COLOUR,
+            )
+        inj, rec = m.get("injected_at_s"), m.get("recovered_90_s")
+        if inj is not None and rec is not None:
+            ax.axvline(inj + rec, color=RECOVERY_COLOUR, ls=":", lw=1.5, gid="recovery")
+            ax.plot(
+                [inj + rec],
+                [1.0],
+                marker="v",
+                color=RECOVERY_COLOUR,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                gid="recovery",
+            )
+
+
+def timeline_figure(
+    probes: Sequence[Mapping[str, Any]],
+    throughput: Sequence[Mapping[str, Any]],
+    faults: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]],
+    title: str = "drill timeline",
+) -> Figure:
+    """One subplot per initiator: throughput (left axis, MB/s) and probe latency (right axis, ms)."""
+    names = initiators_of(probes, throughput, metrics) or [""]
+    fig = Figure(figsize=(11, 1.0 + 2.6 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, name) in enumerate(zip(axes, names)):
+        tp = primary_throughput([w for w in throughput if w.get("initiator") == name])
+        lat = ax.twinx()
+        if tp:
+            xs = [float(w["t"]) for w in tp]
+            ys = [
+                float(w.get("bytes") or 0) / float(w["window_s"]) / 1e6 if w.get("window_s") else 0.0
+                for w in tp
+            ]
+            ax.step(
+                xs,
+                ys,
+                where="pre",
+                color=THROUGHPUT_COLOUR,
+                lw=1.4,
+                gid="throughput",
+                label=f"throughput ({tp[0].get('source', '?')})",
+            )
+        mine = [p for p in probes if p.get("initiator") == name and p.get("t") is not None]
+        ok = [p for p in mine if p.get("ok")]
+        bad = [p for p in mine if not p.get("ok")]
+        if ok:
+            lat.plot(
+                [p["t"] for p in ok],
+                [1000 * float(p.get("lat_s") or 0) for p in ok],
+                ".",
+                ms=2,
+                color=LATENCY_COLOUR,
+                gid="probe-ok",
+                label="probe latency",
+            )
+        if bad:
+            lat.plot(
+                [p["t"] for p in bad],
+                [1000 * float(p.get("lat_s") or 0) for p in bad],
+                "x",
+                ms=5,
+                color=FAULT_COLOUR,
+                gid="probe-failed",
+                label="failed probe",
+            )
+        _faults_on(ax, faults, label_them=i == 0)
+        _metrics_on(ax, [m for m in metrics if m.get("initiator") in (name, "")])
+        ax.set_ylabel("MB/s")
+        ax.set_ylim(bottom=0)
+        lat.set_ylabel("probe latency (ms)", color=LATENCY_COLOUR)
+        lat.set_ylim(bottom=0)
+        ax.set_title(name or "(no initiator data)", loc="left", fontsize=9)
+        ax.grid(alpha=0.3)
+        if not tp and not mine:
+            ax.text(0.5, 0.5, "no records", transform=ax.transAxes, ha="center", va="center", color="grey")
+        handles = [h for a in (ax, lat) for h in a.get_legend_handles_labels()[0]]
+        if handles:
+            ax.legend(handles=handles, loc="lower left", fontsize=7)
+    axes[-1].set_xlabel("seconds since workload start (drill clock)")
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,1 @@
+"""Run reports: the self-contained HTML report (html), the regression index (index), `sanlab report` (cli)."""
