@@ -35,7 +35,7 @@ EXIT_USAGE = 2
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: modules that may add top-level verbs: each defines register(subparsers: argparse._SubParsersAction)
-EXTENSION_MODULES = ("lab.cli",)
+EXTENSION_MODULES = ("lab.cli", "lab.bench.cli")
 
 Handler = Callable[[argparse.Namespace], int]
 Setup = Callable[[argparse.ArgumentParser], None]

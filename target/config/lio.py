@@ -207,7 +207,13 @@ def _import_so(
         size = rounded
     if plugin == "ramdisk" and rd.get(so, "nullio", path, bool, False):
         rd.warn(f"{path}.nullio", "nullio ramdisk imported as a normal (data-keeping) ramdisk")
-    alua_groups = [_import_alua_group(rd, apath, group) for apath, group in rd.objects(so, "alua_tpgs", path)]
+    alua_groups: list[AluaGroupConfig] = []
+    for apath, group in rd.objects(so, "alua_tpgs", path):
+        imported = _import_alua_group(rd, apath, group)
+        if imported is not None:
+            # validation messages name the entry as the file has it (alua_tpgs[i], even after a skipped one)
+            loc.add(imported, apath, _ALUA_SPELLING)
+            alua_groups.append(imported)
     obj = StorageObjectConfig(
         plugin=plugin,
         name=name,
@@ -218,9 +224,9 @@ def _import_so(
         block_size=block_size,
         readonly=rd.get(so, "readonly", path, bool, False) if plugin == "block" else False,
         attributes=attrs,
-        alua_groups=[g for g in alua_groups if g is not None],
+        alua_groups=alua_groups,
     )
-    loc.add(obj, path, {"block_size": "attributes.block_size"})
+    loc.add(obj, path, {"block_size": "attributes.block_size", "alua_groups": "alua_tpgs"})
     return obj
 
 
@@ -419,6 +425,16 @@ _ALUA_KEYS = {
     "trans_delay_msecs",
     "implicit_trans_secs",
     *_LIO_SUPPORT,
+}
+
+#: AluaGroupConfig field -> the `alua_tpgs` key it comes from (for the Locator)
+_ALUA_SPELLING = {
+    "id": "tg_pt_gp_id",
+    "state": "alua_access_state",
+    "implicit": "alua_access_type",
+    "explicit": "alua_access_type",
+    "trans_delay_ms": "trans_delay_msecs",
+    "nonop_delay_ms": "nonop_delay_msecs",
 }
 
 

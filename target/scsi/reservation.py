@@ -13,6 +13,13 @@ SPC-2 RESERVE/RELEASE while persistent reservation state exists (SPC-4 5.13.3, w
 - with no registrations: plain SPC-2 processing.
 An SPC-2 reservation held by another I_T nexus makes PERSISTENT RESERVE IN/OUT conflict (their specs are not
 `spc2_allowed`), so an SPC-2 reservation and a persistent reservation never coexist.
+
+Recoverable lost persistent reservation condition (SPC-4 5.13.5.3.2; established by target.scsi.pr.state when an
+APTPL file cannot be read): before any conflict check, every command ends with CHECK CONDITION, DATA PROTECT /
+PERSISTENT RESERVATION INFORMATION LOST except PERSISTENT RESERVE OUT with REPLACE LOST RESERVATION (which never
+gets RESERVATION CONFLICT then) and the commands of SPC-4 5.13.5.2 (`LOST_PR_ALLOWED`): INQUIRY, LOG SENSE,
+READ BUFFER, REPORT LUNS, REPORT TARGET PORT GROUPS, REQUEST SENSE, START STOP UNIT with START=1 and POWER
+CONDITION 0h, WRITE BUFFER. PERSISTENT RESERVE IN is not on the list, so it is terminated too.
 """
 
 from __future__ import annotations
@@ -21,14 +28,49 @@ from typing import TYPE_CHECKING, Protocol
 
 from target.scsi.command import Nexus, ScsiStatus
 from target.scsi.gates import PrType
-from target.scsi.sense import StatusError
+from target.scsi.sense import CheckCondition, StatusError
 
 if TYPE_CHECKING:
     from target.scsi.opcodes import CommandSpec
 
 
+#: SPC-4 5.13.5.2 (the commands a logical unit whose persistent reservation information is not available lets
+#: into the task set) as (operation code, service action or None for every one); START STOP UNIT needs its CDB too
+LOST_PR_ALLOWED: frozenset[tuple[int, int | None]] = frozenset(
+    {
+        (0x12, None),  # INQUIRY
+        (0x4D, None),  # LOG SENSE
+        (0x3C, None),  # READ BUFFER(10)
+        (0xA0, None),  # REPORT LUNS
+        (0xA3, 0x0A),  # MAINTENANCE IN / REPORT TARGET PORT GROUPS
+        (0x03, None),  # REQUEST SENSE
+        (0x1B, None),  # START STOP UNIT (with START=1 and POWER CONDITION 0h only, see _lost_allowed)
+        (0x3B, None),  # WRITE BUFFER
+        (0x5F, 0x08),  # PERSISTENT RESERVE OUT / REPLACE LOST RESERVATION (SPC-4 5.13.5.3.2 a, b A)
+    }
+)
+START_STOP_UNIT = 0x1B
+
+
+def _lost_allowed(spec: CommandSpec, cdb: bytes | None) -> bool:
+    """Whether `spec` runs during a lost persistent reservation condition. Without the CDB, START STOP UNIT is
+    not let through (its START and POWER CONDITION fields decide)."""
+    listed = (spec.opcode, spec.service_action) in LOST_PR_ALLOWED or (spec.opcode, None) in LOST_PR_ALLOWED
+    if not listed:
+        return False
+    if spec.opcode == START_STOP_UNIT:
+        # SBC-3 5.25: byte 4 POWER CONDITION (bits 7-4), START (bit 0)
+        return cdb is not None and len(cdb) > 4 and cdb[4] & 0xF1 == 0x01
+    return True
+
+
 class PersistentReservations(Protocol):
     """What the reservation gate needs from the persistent-reservations work."""
+
+    @property
+    def lost(self) -> bool:
+        """A recoverable lost persistent reservation condition exists (SPC-4 5.13.5.3.2)."""
+        ...
 
     def reservation_type(self) -> PrType | None:
         """The type of the persistent reservation, or None when none is held."""
@@ -89,8 +131,15 @@ class Reservations:
 
     # --- the gate -------------------------------------------------------------------------------------------
 
-    def check(self, spec: CommandSpec, nexus: Nexus) -> None:
-        """Raise RESERVATION CONFLICT when `spec` may not run on `nexus` now."""
+    def check(self, spec: CommandSpec, nexus: Nexus, cdb: bytes | None = None) -> None:
+        """Raise RESERVATION CONFLICT when `spec` may not run on `nexus` now; DATA PROTECT / PERSISTENT RESERVATION
+        INFORMATION LOST during a lost persistent reservation condition (see the module docstring). `cdb` is
+        needed only to let START STOP UNIT through during that condition."""
+        if self.pr is not None and self.pr.lost:
+            if not _lost_allowed(spec, cdb):
+                raise CheckCondition.pr_information_lost()
+            if spec.opcode == 0x5F:
+                return  # REPLACE LOST RESERVATION: never RESERVATION CONFLICT (SPC-4 5.13.5.3.2 a)
         holder = self.spc2_holder
         if holder is not None and holder != nexus and not spec.spc2_allowed:
             raise StatusError(ScsiStatus.RESERVATION_CONFLICT)

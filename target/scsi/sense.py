@@ -104,6 +104,9 @@ class Asc(enum.IntEnum):
     INQUIRY_DATA_HAS_CHANGED = 0x3F03
     REPORTED_LUNS_DATA_HAS_CHANGED = 0x3F0E
     INTERNAL_TARGET_FAILURE = 0x4400
+    #: SPC-4 5.13.5.3.2: with sense key DATA PROTECT, while a recoverable lost persistent reservation condition
+    #: exists (T10 ASC table: 44h/01h)
+    PERSISTENT_RESERVATION_INFORMATION_LOST = 0x4401
     INITIATOR_DETECTED_ERROR_MESSAGE_RECEIVED = 0x4800
     INVALID_MESSAGE_ERROR = 0x4900
     DATA_PHASE_ERROR = 0x4B00
@@ -266,6 +269,11 @@ class CheckCondition(Exception):
     @classmethod
     def lun_not_supported(cls) -> CheckCondition:
         return cls(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
+
+    @classmethod
+    def pr_information_lost(cls) -> CheckCondition:
+        """DATA PROTECT / PERSISTENT RESERVATION INFORMATION LOST (SPC-4 5.13.5.3.2)."""
+        return cls(SenseKey.DATA_PROTECT, Asc.PERSISTENT_RESERVATION_INFORMATION_LOST)
 
 
 class StatusError(Exception):

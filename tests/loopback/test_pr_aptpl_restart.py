@@ -129,3 +129,43 @@ def test_aptpl_survives_kill_9(tmp_path: Path) -> None:
     assert after == before
     assert b"iqn.2026-11.test:node-a,i,0x400000000001" in after
     assert outsider == CONFLICT and holder == 0
+
+
+async def lost_then_replaced(port: int, iqn: str) -> tuple[int, bytes, int, int, int]:
+    a = await session(port, "iqn.2026-11.test:node-a", 0x400000000001, iqn)
+    read = bytes((0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0))
+    lost = await a.scsi(read, read_length=512)
+    inquiry = await a.scsi(bytes((0x12, 0, 0, 0, 36, 0)), read_length=36)
+    cdb, data = prout(0x08, 0, KEY_A, pr_type=0x05)  # REPLACE LOST RESERVATION, WE-RO
+    replaced = await a.scsi(cdb, write_data=data)
+    after = await a.scsi(read, read_length=512)
+    return lost.status, lost.sense, inquiry.status, replaced.status, after.status
+
+
+def test_unreadable_aptpl_file_is_a_lost_reservation(tmp_path: Path) -> None:
+    """SPC-4 5.13.5.3.2 through a real process: a corrupt APTPL file -> DATA PROTECT / PERSISTENT RESERVATION
+    INFORMATION LOST on READ, INQUIRY passes, REPLACE LOST RESERVATION ends the condition; the file is kept."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    iqn = json.loads(config.read_text())["targets"][0]["wwn"]
+    pr_dir = tmp_path / "state" / "not-yet-created" / "pr"
+    proc = start(config, port, tmp_path / "target.log")
+    try:
+        asyncio.run(before_crash(port, iqn))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    (saved,) = pr_dir.glob("*.json")
+    saved.write_bytes(saved.read_bytes()[:40])  # torn: not JSON any more
+    proc = start(config, port, tmp_path / "target.log")
+    try:
+        status, sense, inquiry, replaced, after = asyncio.run(lost_then_replaced(port, iqn))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert status == 0x02 and (sense[2] & 0x0F, sense[12], sense[13]) == (0x07, 0x44, 0x01)
+    assert (inquiry, replaced, after) == (0, 0, 0)
+    assert len(list(pr_dir.glob("*.json.corrupt-*"))) == 1

@@ -149,13 +149,14 @@ def test_report_capabilities_vector():
 
 
 def test_report_capabilities_ptpl(tmp_path):
+    """RLR_C (bit 7) is set: an LU with a state directory can enter the lost condition (APTPL unreadable)."""
     from target.scsi.pr import attach
 
     lu = make_lu()
     attach(lu, str(tmp_path))
-    assert run(lu, N1, prin(2)).data_in[2:4] == bytes((0x1D, 0x90))
+    assert run(lu, N1, prin(2)).data_in[2:4] == bytes((0x9D, 0x90))
     register(lu, N1, K1, flags=0x01)
-    assert run(lu, N1, prin(2)).data_in[2:4] == bytes((0x1D, 0x91))  # PTPL_A
+    assert run(lu, N1, prin(2)).data_in[2:4] == bytes((0x9D, 0x91))  # PTPL_A
 
 
 def test_read_full_status_vector():

@@ -3,6 +3,11 @@ logical unit are written to `<state_dir>/pr/<LU serial>.json` before the PERSIST
 completes, atomically and durably (target.config.atomic.write_atomic: temp file, fsync, rename, fsync the
 directory), creating the directory as needed (LIO's APTPL fails when its directory is missing). When APTPL is
 turned off the file is removed. At LU creation the file is loaded, so the state survives a restart and a crash.
+
+A file that exists but cannot be read or understood (I/O error, not JSON, too large, another format) is
+`AptplCorrupt` from `read()`; the caller (target.scsi.pr.state) then moves it aside with `set_aside()` to
+`<serial>.json.corrupt-<UTC time>` - kept for the operator, never deleted - and establishes the lost persistent
+reservation condition (SPC-4 5.13.5.3).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,16 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: an APTPL file larger than this is not ours (MAX_REGISTRATIONS entries fit comfortably)
 MAX_FILE_BYTES = 16 * 1024 * 1024
+#: how many names `set_aside` tries when files set aside in the same second already exist
+MAX_ASIDE_NAMES = 100
 
 
 class AptplError(Exception):
     """The state could not be made durable (the command fails with INSUFFICIENT REGISTRATION RESOURCES)."""
+
+
+class AptplCorrupt(Exception):
+    """An APTPL file exists but cannot be read or understood."""
 
 
 def _safe(serial: str) -> str:
@@ -60,19 +72,57 @@ class AptplStore:
         with contextlib.suppress(OSError):
             fsync_directory(self.directory)
 
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when there is none (a malformed file is logged and ignored)."""
+    def read(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is no file; raises `AptplCorrupt` when the file exists but cannot be
+        read or is not an APTPL file of this format."""
         try:
-            if self.path.stat().st_size > MAX_FILE_BYTES:
-                log.error("%s: APTPL file too large; ignored", self.path)
-                return None
-            doc = json.loads(self.path.read_bytes())
+            size = self.path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # no file (a path component that is no directory holds none either)
+        except OSError as exc:
+            raise AptplCorrupt(f"cannot stat {self.path}: {exc}") from exc
+        if size > MAX_FILE_BYTES:
+            raise AptplCorrupt(f"{self.path} has {size} bytes (more than {MAX_FILE_BYTES})")
+        try:
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            log.error("%s: unreadable APTPL file ignored: %s", self.path, exc)
-            return None
-        if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
-            log.error("%s: unknown APTPL file format; ignored", self.path)
-            return None
+        except OSError as exc:
+            raise AptplCorrupt(f"cannot read {self.path}: {exc}") from exc
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise AptplCorrupt(f"{self.path} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise AptplCorrupt(f"{self.path}: not an APTPL document")
+        if doc.get("version") != FORMAT_VERSION:
+            raise AptplCorrupt(f"{self.path}: unknown APTPL format version {doc.get('version')!r}")
         return doc
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none (a malformed file is logged and ignored; the LU's attach
+        uses `read` to tell the two apart)."""
+        try:
+            return self.read()
+        except AptplCorrupt as exc:
+            log.error("unreadable APTPL file ignored: %s", exc)
+            return None
+
+    def set_aside(self) -> Path | None:
+        """Rename the file to `<name>.corrupt-<UTC time>[-n]` beside it (never overwriting one set aside before);
+        the new path, or None when it could not be renamed (logged)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for n in range(MAX_ASIDE_NAMES):
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}" + (f"-{n}" if n else ""))
+            if aside.exists() or aside.is_symlink():
+                continue
+            try:
+                self.path.rename(aside)
+            except OSError as exc:
+                log.error("%s: cannot set the APTPL file aside: %s", self.path, exc)
+                return None
+            with contextlib.suppress(OSError):
+                fsync_directory(self.directory)
+            return aside
+        log.error("%s: cannot set the APTPL file aside: %d names taken", self.path, MAX_ASIDE_NAMES)
+        return None

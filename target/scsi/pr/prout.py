@@ -10,21 +10,16 @@ Parameter lists (SPC-4 6.16.3 table 212, 6.16.4 table 214):
 A wrong PARAMETER LIST LENGTH is PARAMETER LIST LENGTH ERROR; bad fields are INVALID FIELD IN PARAMETER LIST with a
 field pointer; SCOPE other than LU_SCOPE or an unknown TYPE is INVALID FIELD IN CDB (byte 2).
 
-REPLACE LOST RESERVATION (08h, SPC-4 5.13.11.3) is implemented (`PrState.replace_lost`) but offered only by a
-device server that can establish a recoverable lost persistent reservation condition (SPC-4 5.13.5.3.2,
-`PrState.rlr_capable`, reported as RLR_C in REPORT CAPABILITIES). Ours never does, so RLR_C stays zero and
-service action 08h gets INVALID FIELD IN CDB like any unsupported service action (LIO does the same). Why:
-- APTPL state is written atomically and durably before the PROUT completes, and a PROUT whose state cannot be
-  made durable fails and changes nothing, so the state is never silently lost while running;
-- the condition means terminating every command but the few of SPC-4 5.13.5.2 (INQUIRY, REPORT LUNS, REPORT
-  TARGET PORT GROUPS, REQUEST SENSE, ...) with DATA PROTECT / PERSISTENT RESERVATION INFORMATION LOST (44h/01h).
-  That is a per-command gate (target.scsi.reservation) with an exemption list and a sense code the target does
-  not have; the one case it would fit - an APTPL file that exists but cannot be read at start-up - is logged
-  and the LU starts with no registrations, as LIO does.
-With `rlr_capable` set (unit tests, or a future gate), the command is checked as SPC-4 6.16 and 5.13.11.3 say: a
-24-byte parameter list, SPEC_I_PT zero, RESERVATION KEY zero, APTPL only with PTPL_C, a valid SCOPE and TYPE;
-without the lost condition it ends with ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION; with it the
-issuer is registered with SERVICE ACTION RESERVATION KEY and holds a new reservation, PRGENERATION is zero.
+REPLACE LOST RESERVATION (08h, SPC-4 5.13.11.3) is offered where the device server can establish a recoverable
+lost persistent reservation condition (SPC-4 5.13.5.3.2, `PrState.rlr_capable`, RLR_C in REPORT CAPABILITIES):
+every LU with a state directory (APTPL). The condition is established at start-up when the APTPL file exists but
+cannot be read (target.scsi.pr.state); while it lasts the reservation gate (target.scsi.reservation) ends every
+command but REPLACE LOST RESERVATION and those of SPC-4 5.13.5.2 with DATA PROTECT / PERSISTENT RESERVATION
+INFORMATION LOST (44h/01h). The command is checked as SPC-4 6.16 and 5.13.11.3 say: a 24-byte parameter list,
+SPEC_I_PT zero, RESERVATION KEY zero, APTPL only with PTPL_C, a valid SCOPE and TYPE; without the lost condition
+it ends with ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION; with it the issuer is registered with
+SERVICE ACTION RESERVATION KEY and holds a new reservation, PRGENERATION is zero, and the APTPL file (which
+recorded the condition) is rewritten with the new state or removed, as its APTPL bit says.
 """
 
 from __future__ import annotations
@@ -218,7 +213,8 @@ async def persistent_reserve_out(ctx: CommandContext) -> ScsiResult:
         raise CheckCondition.param_list_length_error()
     snapshot = state.to_dict()
     was_lost = state.lost
-    was_active = state.aptpl or bool(ctx.lu.attrs.force_pr_aptpl)
+    # a recorded lost condition is in the file too: ending it rewrites or removes the file
+    was_active = state.aptpl or bool(ctx.lu.attrs.force_pr_aptpl) or was_lost
     fx = _run(ctx, state, sa, params)
     try:
         _persist(ctx.lu, state, was_active)

@@ -125,9 +125,11 @@ class PrState:
         #: where APTPL state goes (None: APTPL is not offered, PTPL_C=0)
         self.store: AptplStore | None = None
         #: the device server can establish a recoverable lost persistent reservation condition (SPC-4 5.13.5.3.2)
-        #: and so supports REPLACE LOST RESERVATION (RLR_C). False here: see target.scsi.pr.prout's docstring.
+        #: and so supports REPLACE LOST RESERVATION (RLR_C): set with APTPL (target.scsi.pr.state.attach)
         self.rlr_capable = False
-        #: a recoverable lost persistent reservation condition exists (only with `rlr_capable`)
+        #: a recoverable lost persistent reservation condition exists: every command but a few ends with DATA
+        #: PROTECT / PERSISTENT RESERVATION INFORMATION LOST (target.scsi.reservation) until REPLACE LOST
+        #: RESERVATION; kept in the APTPL file so that a restart does not end it (SPC-4 5.13.5.3.2)
         self.lost = False
 
     # --- queries (the reservation gate's protocol, target.scsi.reservation.PersistentReservations) -----------
@@ -425,6 +427,7 @@ class PrState:
         return {
             "generation": self.generation,
             "aptpl": self.aptpl,
+            "lost": self.lost,
             "registrations": [r.to_dict() for r in self.registrations],
             "reservation": None
             if res is None
@@ -446,9 +449,13 @@ class PrState:
                 res = Reservation(pr_type, holder, int(rd.get("scope", LU_SCOPE)))
             generation = int(d.get("generation", 0)) & 0xFFFFFFFF
             aptpl = bool(d.get("aptpl", False))
+            lost = d.get("lost", False)
+            if not isinstance(lost, bool):
+                raise TypeError(f"lost is {lost!r}")
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"malformed persistent reservation state: {exc!r}") from exc
         self.registrations, self.reservation, self.generation, self.aptpl = regs, res, generation, aptpl
+        self.lost = lost
 
 
 def _all_registrants(pr_type: PrType) -> bool:
