@@ -233,29 +233,46 @@ io_round "$SL_iters"
 c1=$(counts)
 r t_phase1 "$(elapsed "$t0")"
 r io_phase1 "$(delta "$c0" "$c1")"
+r counts_phase1 "$c1"  # since boot: what the target's per-group counters must match
 ACTIVE_BEFORE=$(active_path)  # a path group is active once I/O has run
 r active_before "$ACTIVE_BEFORE"
+# the states before the swap, read before phase1_done: the host swaps as soon as it sees that line
+first=$(disks | sed -n 1p)
+before=$(rtpg_states "$first")
+r rtpg_before "$before"
 r phase1_done 1
+t_done=$(up)
 
 # keep I/O going while the host swaps the states (sanlab.swap=0: no swap expected, skip to the end)
-[ "${SL_swap:-1}" = 0 ] && { r step_io ok; mp_steps; finish; }
+if [ "${SL_swap:-1}" = 0 ]; then
+    r io_errors "$(wc -l </tmp/io_errors)"
+    [ "$(wc -l </tmp/io_errors)" -eq 0 ] || RESULT=fail
+    r step_io ok
+    mp_steps
+    finish
+fi
 rm -f /tmp/stop_io
 ( while [ ! -f /tmp/stop_io ]; do io_round 1; echo x >>/tmp/bg_rounds; done ) &
 BG=$!
-first=$(disks | sed -n 1p)
-before=$(rtpg_states "$first")
+before_s() {  # before_s T0 SECONDS: true while less than SECONDS of uptime passed since T0
+    awk -v a="$1" -v b="$(up)" -v s="$2" 'BEGIN { exit !(b - a < s) }'
+}
 i=0
-while [ $i -lt 600 ]; do
+now_states=$before
+seen_transitioning=0
+while [ $i -lt 600 ] && before_s "$t_done" 60; do  # until the states changed and no group is transitioning
     now_states=$(rtpg_states "$first")
+    case "$now_states" in *transitioning*) seen_transitioning=1; now_states=$before ;; esac
     [ -n "$now_states" ] && [ "$now_states" != "$before" ] && break
     sleep 0.1; i=$((i + 1))
 done
-r rtpg_after "$(rtpg_states "$first")"
-[ "$(rtpg_states "$first")" != "$before" ] || fail swap "RTPG did not change within 60 s"
-t_swap=$(up)
+r rtpg_after "$now_states"
+r rtpg_seen_transitioning "$seen_transitioning"
+r t_rtpg "$(elapsed "$t_done")"
+[ -n "$now_states" ] && [ "$now_states" != "$before" ] || fail swap "RTPG did not change within 60 s"
 i=0
 switch=none
-while [ $i -lt 300 ]; do
+while [ $i -lt 300 ] && before_s "$t_done" 90; do
     now=$(active_path)
     [ -n "$now" ] && [ "$now" != "$ACTIVE_BEFORE" ] && { switch=daemon; break; }
     sleep 0.1; i=$((i + 1))
@@ -265,7 +282,8 @@ if [ $switch = none ]; then
     sleep 1
     [ "$(active_path)" != "$ACTIVE_BEFORE" ] && switch=reload
 fi
-r t_switch "$(elapsed "$t_swap")"
+r t_switch "$(elapsed "$t_done")"
+multipathd -k"show paths" 2>&1 | sed 's/^/GUEST multipathd show paths: /'
 r mpath_switch "$switch"
 r active_after "$(active_path)"
 multipath -ll 2>&1 | sed 's/^/GUEST multipath -ll after: /'
@@ -279,8 +297,13 @@ io_round "$SL_iters"
 c3=$(counts)
 r t_phase2 "$(elapsed "$t0")"
 r io_phase2 "$(delta "$c2" "$c3")"
+r counts_end "$c3"
+# requests a path failed (e.g. NOT READY from a standby port) count in its stat but not at the target
+r ioerrs_by_path "$(for d in $(disks); do printf '%s:%s ' "$d" "$(dmesg | grep -c "I/O error, dev $d,")"; done)"
 r io_errors "$(wc -l </tmp/io_errors)"
 sed 's/^/GUEST io error: /' /tmp/io_errors
+dmesg | grep -iE 'alua|asymmetric|sd[a-z]+|device-mapper: multipath|connection|iscsi' | tail -n 40 \
+    | sed 's/^/GUEST dmesg: /'
 [ "$(wc -l </tmp/io_errors)" -eq 0 ] || RESULT=fail
 
 mp_steps

@@ -102,17 +102,20 @@ class InProcessTarget:
         assert self.rt is not None
         return dict(self.call(self.rt.set_alua_state(SO, group, state)))
 
-    def swap(self, states: dict[str, str]) -> None:
+    def swap(self, states: dict[str, str]) -> dict[str, dict[str, Any]]:
         """Set several groups' states in one step of the target's event loop (no command runs in between, so
-        an initiator never sees a half-done swap; with trans_delay_ms=0 set_state does not suspend)."""
+        an initiator never sees a half-done swap; with trans_delay_ms=0 set_state does not suspend). Returns
+        the groups (states, counters) as they were just before the swap, read in that same step."""
         assert self.rt is not None
         rt = self.rt
 
-        async def all_at_once() -> None:
+        async def all_at_once() -> list[dict[str, Any]]:
+            before = rt.alua_groups(SO)
             for group, state in states.items():
                 await rt.set_alua_state(SO, group, state)
+            return before
 
-        self.call(all_at_once())
+        return {g["name"]: g for g in self.call(all_at_once())}
 
     def groups(self) -> dict[str, dict[str, Any]]:
         assert self.rt is not None

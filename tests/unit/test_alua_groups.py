@@ -374,20 +374,17 @@ def test_nonoptimized_delay_and_per_group_counters():
     groups = [replace(g, nonop_delay_ms=30) for g in two_groups()]
     groups[1] = replace(groups[1], state="active_non_optimized")
     lu, _ = make_lu(make_config(groups))
-
-    async def timed(nexus):
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        res = await run(lu, READ10, nexus)
-        return res.status, loop.time() - t0
-
-    status_a, fast = asyncio.run(timed(NA))
-    status_b, slow = asyncio.run(timed(NB))
-    assert status_a is status_b is ScsiStatus.GOOD
-    assert slow >= 0.03 > fast
+    assert go(lu, READ10, NA).status is ScsiStatus.GOOD
+    assert go(lu, READ10, NB).status is ScsiStatus.GOOD  # after the non-optimized delay
     go(lu, INQUIRY, NB)  # not media access: not counted
     counts = {g["name"]: g["media_commands"] for g in lu.alua.snapshot()}
     assert counts == {"A": 1, "B": 1}
+    # the delay the gate waits before a command on each port (the value, not a measured time)
+    from target.scsi.gates import AluaClass
+
+    assert lu.alua.admitted(NA, AluaState.ACTIVE_OPTIMIZED, AluaClass.ACTIVE_ONLY) == 0.0
+    assert lu.alua.admitted(NB, AluaState.ACTIVE_NON_OPTIMIZED, AluaClass.ACTIVE_ONLY) == 0.03
+    assert lu.alua.admitted(NB, AluaState.ACTIVE_NON_OPTIMIZED, AluaClass.ANY) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- reload
@@ -427,3 +424,39 @@ def test_runtime_build_attaches_alua_and_set_alua_state(tmp_path):
             asyncio.run(rt.set_alua_state("ramdisk/none", "A", "standby"))
     finally:
         rt.close()
+
+
+# ---------------------------------------------------------------------------------------------- counters
+
+
+def test_media_access_is_data_to_or_from_the_medium():
+    from target.scsi.alua import media_access
+    from target.scsi.opcodes import OpcodeTable
+
+    table = OpcodeTable.standard()
+    names = {spec.name: media_access(spec) for spec in table}
+    for name in ("READ(10)", "READ(16)", "WRITE(10)", "VERIFY(16)", "WRITE AND VERIFY(10)", "WRITE SAME(16)"):
+        assert names[name] is True, name
+    for name in ("TEST UNIT READY", "INQUIRY", "READ CAPACITY(10)", "REPORT TARGET PORT GROUPS"):
+        assert names[name] is False, name
+
+
+def test_with_the_command_spec_only_media_access_is_counted_per_group():
+    """multipathd's tur checker sends TEST UNIT READY on every path each polling interval: with the spec from
+    the gate the idle path's I/O counter stays at zero; without it every active-only command counts."""
+    from target.scsi.gates import AluaClass
+    from target.scsi.opcodes import OpcodeTable
+
+    lu, _ = make_lu()
+    table = OpcodeTable.standard()
+    by_name = {spec.name: spec for spec in table}
+    alua = lu.alua
+    opt = AluaState.ACTIVE_OPTIMIZED
+    for name in ("TEST UNIT READY", "READ(10)", "WRITE(16)", "TEST UNIT READY"):
+        spec = by_name[name]
+        alua.admitted(NA, opt, spec.alua_class, spec)
+    alua.admitted(NB, opt, by_name["TEST UNIT READY"].alua_class, by_name["TEST UNIT READY"])
+    alua.admitted(NB, opt, AluaClass.ACTIVE_ONLY)  # a gate without the spec: counted
+    alua.admitted(NB, opt, AluaClass.ANY)  # never counted
+    counts = {g["name"]: g["media_commands"] for g in alua.snapshot()}
+    assert counts == {"A": 2, "B": 1}

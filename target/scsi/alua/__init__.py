@@ -12,6 +12,7 @@ from target.scsi.alua.groups import (
     StatusCode,
     TargetPortGroup,
     attach_alua,
+    media_access,
     parse_state,
     state_name,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "StatusCode",
     "TargetPortGroup",
     "attach_alua",
+    "media_access",
     "parse_state",
     "state_name",
 ]

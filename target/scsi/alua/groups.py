@@ -16,14 +16,16 @@ Theory of operation:
   ACCESS STATE CHANGED (2Ah/06h) is established when the transition starts and when it ends, for every I_T
   nexus of the LU except, for an explicit change, the nexus that sent SET TARGET PORT GROUPS (SPC-4 5.15.2.2:
   "...for every I_T nexus other than the I_T nexus on which the SET TARGET PORT GROUPS command was received").
-- Media-access commands admitted on an active/non-optimized port wait `nonop_delay_ms` (LIO's
-  nonop_delay_msecs), and are counted per group (`media_commands`, the per-path counters of metrics and tests).
+- Commands admitted on an active/non-optimized port that need an active state wait `nonop_delay_ms` (LIO's
+  nonop_delay_msecs: every such command, TEST UNIT READY included). Media-access commands (`media_access`) are
+  counted per group (`media_commands`, the per-path counters of metrics and tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -72,7 +74,12 @@ _BY_NAME: dict[str, AluaState] = {
     "offline": AluaState.OFFLINE,
     "transitioning": AluaState.TRANSITIONING,
 }
-_ALIASES = {"ao": "active_optimized", "an": "active_non_optimized", "ano": "active_non_optimized"}
+_ALIASES = {
+    "ao": "active_optimized",
+    "an": "active_non_optimized",
+    "ano": "active_non_optimized",
+    "active_nonoptimized": "active_non_optimized",  # LIO's spelling
+}
 _NAME_OF = {v: k for k, v in _BY_NAME.items()}
 
 #: the *_SUP bits of a target port group descriptor (SPC-4 6.37 table 280)
@@ -219,6 +226,8 @@ class LuAlua:
         self._config: Config | None = None
         self._layout = _Layout()
         self._lock: asyncio.Lock | None = None
+        #: whether the gate passes the command spec to `admitted` (media_commands then counts media access only)
+        self.counts_media_only = False
         self.sync()
 
     # ------------------------------------------------------------------------------ layout
@@ -359,17 +368,27 @@ class LuAlua:
             d["members"] = sorted(
                 f"{p.target_name}/{p.tpg_tag}" for n, p in self._layout.ports.values() if n == g.name
             )
+            d["media_commands_exact"] = self.counts_media_only
             out.append(d)
         return out
 
     # ------------------------------------------------------------------------------ commands
 
-    def admitted(self, nexus: Nexus, state: AluaState, alua_class: AluaClass) -> float:
-        """A command passed the ALUA gate: count media access per group; the non-optimized delay in seconds."""
+    def admitted(
+        self, nexus: Nexus, state: AluaState, alua_class: AluaClass, spec: Any | None = None
+    ) -> float:
+        """A command passed the ALUA gate: count media access per group; the non-optimized delay in seconds.
+
+        With the command's `spec` only media access counts (`media_access`: a TEST UNIT READY, which also needs
+        an active state, is no I/O: multipathd's tur checker sends one per path per polling interval). Without
+        it (a gate that does not pass the spec) every command of the active-only class counts."""
         if alua_class is not AluaClass.ACTIVE_ONLY:
             return 0.0
         g = self.group_of(nexus)
-        g.media_commands += 1
+        if spec is not None:
+            self.counts_media_only = True
+        if spec is None or media_access(spec):
+            g.media_commands += 1
         if state is AluaState.ACTIVE_NON_OPTIMIZED and g.nonop_delay_ms:
             return g.nonop_delay_ms / 1000.0
         return 0.0
@@ -433,6 +452,20 @@ class LuAlua:
         for g, st in todo:
             self.check_transition(g, st, explicit=explicit_from is not None)
         await asyncio.gather(*(self.set_state(g.name, st, explicit_from=explicit_from) for g, st in todo))
+
+
+def media_access(spec: Any) -> bool:
+    """Whether a command transfers data to or from the medium (what a per-path I/O counter counts): READ, WRITE,
+    VERIFY, WRITE AND VERIFY (SBC-3 5.8-5.12, `RwOpcode`) and every command that modifies the medium (COMPARE
+    AND WRITE, WRITE SAME, UNMAP, ...: `CommandSpec.medium_write`)."""
+    return bool(getattr(spec, "medium_write", False)) or getattr(spec, "opcode", None) in _media_opcodes()
+
+
+@functools.cache
+def _media_opcodes() -> frozenset[int]:
+    from target.scsi.sbc.read_write import RwOpcode  # imported late: sbc imports the SCSI core
+
+    return frozenset(int(op) for op in RwOpcode)
 
 
 def attach_alua(lu: Any, source: PortSource) -> LuAlua | None:
