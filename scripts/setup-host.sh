@@ -3,7 +3,7 @@
 # Usage: scripts/setup-host.sh [extra-package ...]
 set -eu
 PKGS="python3-venv libiscsi-bin qemu-system-x86 qemu-block-extra qemu-utils ipxe-qemu open-iscsi busybox-static
-      cpio kmod sg3-utils fdisk e2fsprogs tgt multipath-tools openssh-client iperf3"
+      cpio kmod sg3-utils fdisk e2fsprogs tgt multipath-tools openssh-client iperf3 fio"
 missing=""
 for p in $PKGS "$@"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
