@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from target.config.model import Config
 from target.iscsi import tmf
@@ -57,6 +58,11 @@ log = logging.getLogger("target.server")
 
 LOGIN_SEGMENT = 8192  # data segment bound during login (RFC 7143 13.12)
 READ_CHUNK = 256 * 1024
+#: receive buffer of the full feature phase: one receive takes as much as the framer may hold, so QD32 x
+#: 128 KiB writes arrive in few callbacks (and their R2Ts/responses leave in few sends)
+FFP_RECEIVE_BUFFER = 1024 * 1024
+#: event batches one pump drains before it yields to the loop (bounds the work per callback)
+_PUMP_ROUNDS = 64
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 # sense for an unexpected internal failure: HARDWARE ERROR / INTERNAL TARGET FAILURE (44h/00h)
 _INTERNAL_FAILURE = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0x00, 0, 0, 0, 0])
@@ -67,6 +73,36 @@ except ImportError:  # pragma: no cover - during parallel development
 
     class TaskAborted(Exception):  # type: ignore[no-redef]
         pass
+
+
+class _Resume:
+    """Awaitable that carries on a coroutine already stepped once by hand (`TargetServer._run_eager`): it
+    hands the value the coroutine yielded (a future, or None for a bare yield) to the task driving it, then
+    forwards every resumption, exception (cancellation) included, to the coroutine."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coro = self._coro
+        yielded = self._first
+        self._first = None
+        while True:
+            try:
+                yield yielded
+            except BaseException as exc:  # cancellation (or anything thrown in): forward to the coroutine
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return
 
 
 def _maybe_await(value: Any) -> None:
@@ -123,6 +159,81 @@ class _Link:
         self.local: tuple[str, int] = ("", 0)
         self.peer: tuple[str, int] | None = None
         self.stats = IoStats()
+
+
+class _FfpProtocol(asyncio.BufferedProtocol):
+    """Full-feature-phase receive side of one connection (replaces the StreamReaderProtocol after login).
+
+    The kernel copies into one preallocated buffer (`get_buffer` / `buffer_updated`, i.e. recv_into), the
+    bytes go to the framer and the complete PDUs run at once. Write flow control and connection loss are
+    forwarded to the original protocol, so `StreamWriter.drain()` keeps working. Reading pauses while more
+    than WRITE_HIGH_WATER bytes of responses wait to be sent (an initiator that does not read its responses
+    cannot make the target buffer without bound)."""
+
+    def __init__(
+        self, server: TargetServer, link: _Link, stream_protocol: Any, done: asyncio.Future[None]
+    ) -> None:
+        self._server = server
+        self._link = link
+        self._stream = stream_protocol
+        self._done = done
+        self._buf = bytearray(FFP_RECEIVE_BUFFER)
+        self._view = memoryview(self._buf)
+        self._paused = False
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # never more than the framer may buffer next to the partial PDU it holds (its bound is >= 1 MiB and
+        # >= two of the largest PDUs, so the room is at least one PDU)
+        framer = self._link.framer
+        room = framer.buffer_limit() - framer.buffered
+        return self._view if room >= len(self._view) else self._view[: max(room, 4096)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.feed(self._view[:nbytes])
+
+    def feed(self, data: bytes | memoryview) -> None:
+        link = self._link
+        if self._done.done():
+            return
+        try:
+            link.framer.feed(data)
+        except FramingError as exc:
+            link.conn.log.with_logger(log).warning("framing error: %s", exc)
+            link.conn.close(f"framing error: {exc}")
+        self._server._receive(link, self._done)
+        if self._done.done() or self._paused:
+            return
+        transport = cast(asyncio.Transport, link.writer.transport)
+        if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            self._paused = True
+            transport.pause_reading()
+            task = asyncio.ensure_future(self._resume_after_drain())
+            link.tasks.add(task)
+            task.add_done_callback(link.tasks.discard)
+
+    async def _resume_after_drain(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._link.writer.drain()
+        self._paused = False
+        transport = cast(asyncio.Transport, self._link.writer.transport)
+        if not self._done.done() and not transport.is_closing():
+            transport.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        if not self._done.done():
+            self._done.set_result(None)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream.connection_lost(exc)
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._stream.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._stream.resume_writing()
 
 
 class TargetServer:
@@ -450,35 +561,61 @@ class TargetServer:
                 log.exception("nexus_gone failed for %s", session)
 
     async def _full_feature(self, reader: asyncio.StreamReader, link: _Link) -> None:
-        conn = link.conn
+        """The full feature phase: the transport's protocol is swapped for `_FfpProtocol`, which receives
+        into one preallocated buffer and runs the PDUs of every read at once (no StreamReader copies, no task
+        wake-up per read); this coroutine only waits for the connection to end."""
+        transport = link.writer.transport
         loop = asyncio.get_running_loop()
-        while not conn.closed and not link.closing:
-            try:
-                while (raw := link.framer.next_pdu()) is not None:
-                    conn.receive_raw(raw, now=loop.time())
-                    if conn.closed:
-                        break
-            except FramingError as exc:
-                # header digest error, oversized segment, buffer bound: the connection cannot continue
-                if "digest" in str(exc).lower():
-                    link.stats.digest_errors += 1
-                conn.log.with_logger(log).warning("framing error: %s", exc)
-                conn.close(f"framing error: {exc}")
+        done: asyncio.Future[None] = loop.create_future()
+        # bytes the StreamReader already holds (an initiator sends nothing before the final Login Response,
+        # so this is normally empty)
+        buffered = getattr(reader, "_buffer", None)
+        leftover = bytes(buffered) if buffered else b""
+        if buffered:
+            buffered.clear()
+        if reader.at_eof() and not leftover:
+            self._receive(link, done)
+            if not done.done():
+                done.set_result(None)
+        else:
+            proto = _FfpProtocol(self, link, transport.get_protocol(), done)
+            transport.set_protocol(proto)
+            if leftover:
+                proto.feed(leftover)
+            else:
+                self._receive(link, done)  # PDUs the login loop already framed
+        try:
+            await done
+        finally:
             self._pump(link)
-            if conn.closed or link.closing:
-                break
-            await link.writer.drain()
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                break
-            try:
-                link.framer.feed(data)
-            except FramingError as exc:
-                conn.log.with_logger(log).warning("framing error: %s", exc)
-                conn.close(f"framing error: {exc}")
-        self._pump(link)
         with contextlib.suppress(ConnectionError, OSError):
             await link.writer.drain()
+
+    def _receive(self, link: _Link, done: asyncio.Future[None]) -> None:
+        """Run every complete PDU the framer holds, then send what they caused (one write)."""
+        conn = link.conn
+        if conn.closed or link.closing:
+            if not done.done():
+                done.set_result(None)
+            return
+        # the explicit pump below sends what these PDUs cause: no call_soon pump per event meanwhile
+        link.pump_scheduled = True
+        try:
+            now = asyncio.get_running_loop().time()
+            while (raw := link.framer.next_pdu()) is not None:
+                conn.receive_raw(raw, now=now)
+                if conn.closed:
+                    break
+        except FramingError as exc:
+            # header digest error, oversized segment, buffer bound: the connection cannot continue
+            if "digest" in str(exc).lower():
+                link.stats.digest_errors += 1
+            conn.log.with_logger(log).warning("framing error: %s", exc)
+            conn.close(f"framing error: {exc}")
+        finally:
+            self._pump(link)
+        if (conn.closed or link.closing) and not done.done():
+            done.set_result(None)
 
     # ------------------------------------------------------------------------------ events
 
@@ -488,26 +625,58 @@ class TargetServer:
             asyncio.get_running_loop().call_soon(self._pump, link)
 
     def _pump(self, link: _Link) -> None:
-        link.pump_scheduled = False
+        """Drain the connection's events: PDUs are encoded and written with one `writelines` (one vectored
+        send) per pump, commands run eagerly (see `_run_eager`), so the responses of every command that
+        completes at once join the same write."""
+        # events queued while pumping are drained by the loop below: no extra call_soon for them
+        link.pump_scheduled = True
         conn = link.conn
-        for event in conn.take_events():
-            if isinstance(event, SendPdu):
-                if link.closing:
-                    continue
-                link.writer.writelines(
-                    codec.encode_pdu(
-                        event.pdu, header_digest=link.header_digest, data_digest=link.data_digest
-                    )
-                )
-            elif isinstance(event, ExecuteCommand):
-                self._spawn(link, self._execute(link, event))
-            elif isinstance(event, RunTaskManagement):
-                self._spawn(link, self._task_management(link, event))
-            elif isinstance(event, ParamsChanged):
-                link.framer.max_data_segment_length = event.params.max_recv_data_segment_length
-            elif isinstance(event, CloseConnection) and not link.closing:
-                link.closing = True
-                link.writer.close()
+        out: list[bytes | bytearray | memoryview] = []
+        try:
+            for _ in range(_PUMP_ROUNDS):
+                events = conn.take_events()
+                if not events:
+                    break
+                for event in events:
+                    if isinstance(event, SendPdu):
+                        if link.closing:
+                            continue
+                        out.extend(
+                            codec.encode_pdu(
+                                event.pdu, header_digest=link.header_digest, data_digest=link.data_digest
+                            )
+                        )
+                    elif isinstance(event, ExecuteCommand):
+                        self._run_eager(link, self._execute(link, event))
+                    elif isinstance(event, RunTaskManagement):
+                        self._spawn(link, self._task_management(link, event))
+                    elif isinstance(event, ParamsChanged):
+                        link.framer.max_data_segment_length = event.params.max_recv_data_segment_length
+                    elif isinstance(event, CloseConnection) and not link.closing:
+                        if out:
+                            link.writer.writelines(out)
+                            out = []
+                        link.closing = True
+                        link.writer.close()
+        finally:
+            link.pump_scheduled = False
+        if conn.has_events:  # more left (the rounds bound was hit): carry on in the next loop iteration
+            self._schedule_pump(link)
+        if out and not link.closing:
+            link.writer.writelines(out)
+
+    def _run_eager(self, link: _Link, coro: Coroutine[Any, Any, None]) -> None:
+        """Start a command coroutine at once; only if it suspends (backstore I/O in the pool, a dormant task
+        in the task set, ...) does it become an asyncio task (the eager task factory of Python 3.12, by hand).
+        Page-cache hits thus complete without a task, a loop round trip or a call_soon."""
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("command failed")
+            return
+        self._spawn(link, _Resume(coro, yielded))
 
     def _spawn(self, link: _Link, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -632,8 +801,32 @@ async def _reload(manager: Any) -> None:
         log.error("reload: %s: %s", failure.path, failure.reason)
 
 
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_allocator() -> bool:
+    """Keep per-command buffers (128 KiB reads, write buffers) in the heap instead of fresh mmaps.
+
+    glibc serves allocations above M_MMAP_THRESHOLD (128 KiB at first) with mmap and trims the heap above
+    M_TRIM_THRESHOLD, so every large read buffer cost page faults and kernel page clearing (~36 % of the
+    samples of a 128 KiB read benchmark; docs/performance.md). Raising both keeps freed buffers mapped for
+    reuse (up to 128 MiB of slack). Returns False where the C library has no mallopt (not glibc)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, 64 << 20) == 1
+    return mallopt(_M_TRIM_THRESHOLD, 128 << 20) == 1 and ok
+
+
 def run(config: Config, *, log_level: str = "info", management: ManagementOptions | None = None) -> int:
     """Blocking entry point (the CLI's `sanlab target serve`): serve until SIGINT/SIGTERM, exit 0."""
+    tune_allocator()
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -56,6 +56,7 @@ from target.iscsi.task import (
 )
 from target.pdu import codec
 from target.pdu import lun as lunmod
+from target.pdu.fastinit import fast_frozen_init
 from target.pdu.framing import RawPdu
 from target.pdu.pdus import (
     R2T,
@@ -129,11 +130,13 @@ class SessionLog(_AdapterBase):
 # --------------------------------------------------------------------------- events
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SendPdu:
     pdu: TargetPdu
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ExecuteCommand:
     task: Task
@@ -166,6 +169,10 @@ class ConnectionSettings:
     nopin_interval: float = 15.0  # seconds of silence before we ping; 0 disables
     nopin_timeout: float = 15.0  # seconds to wait for any PDU after a ping before dropping the connection
     max_transfer: int = DEFAULT_MAX_TRANSFER
+
+
+#: the task attribute of a SCSI Command (anything else counts as SIMPLE)
+_TASK_ATTRS: dict[int, TaskAttr] = {int(a): a for a in TaskAttr}
 
 
 def _fixed_sense(key: int, asc: int, ascq: int) -> bytes:
@@ -463,10 +470,7 @@ class Connection:
             lun = lunmod.decode_lun(cmd.lun)
         except Exception:
             lun = 0xFFFF  # an address we cannot decode reaches the SCSI layer as an unmapped LUN
-        try:
-            attr = TaskAttr(cmd.attr)
-        except ValueError:
-            attr = TaskAttr.SIMPLE
+        attr = _TASK_ATTRS.get(cmd.attr, TaskAttr.SIMPLE)
         task = Task(
             itt=cmd.itt,
             cmdsn=cmd.cmdsn,
@@ -551,7 +555,8 @@ class Connection:
             expected_out_length=task.write_length,
             lun_map=self.session.lun_map,
         )
-        self.log.debug("execute lun=%d cdb=%s", task.lun, task.cdb[:1].hex(), extra={"itt": task.itt})
+        if log.isEnabledFor(logging.DEBUG):
+            self.log.debug("execute lun=%d cdb=%s", task.lun, task.cdb[:1].hex(), extra={"itt": task.itt})
         self._emit(ExecuteCommand(task, request))
 
     # ------------------------------------------------------------------------- Data-Out
@@ -603,10 +608,45 @@ class Connection:
         self._finish_task(task)
 
     def _respond(self, task: Task, result: ScsiResult) -> None:
-        status = (
-            ScsiStatus(result.status) if result.status in ScsiStatus._value2member_map_ else result.status
-        )
-        data = memoryview(result.data_in) if len(result.data_in) else memoryview(b"")
+        status = result.status
+        data_in = result.data_in
+        if (
+            status is ScsiStatus.GOOD
+            and task.read
+            and not task.write
+            and not result.sense
+            and 0 < len(data_in) == task.expected_data_length
+            and len(data_in) <= task.limits.max_xmit_data_segment_length
+            and len(data_in) <= task.limits.max_burst_length
+        ):
+            # the hot path (a plain read, all data in one phase-collapsed Data-In, no residual): the same PDU
+            # the general path below builds, without its generator and residual objects
+            window = self.session.window
+            task.datain_count = 1
+            self._emit(
+                SendPdu(
+                    DataIn(
+                        itt=task.itt,
+                        datasn=0,
+                        buffer_offset=0,
+                        exp_cmdsn=window.exp_cmdsn,
+                        max_cmdsn=window.max_cmdsn,
+                        statsn=self._next_statsn(),
+                        lun=task.lun_field,
+                        final=True,
+                        status_present=True,
+                        status=0,
+                        overflow=False,
+                        underflow=False,
+                        residual=0,
+                        data=memoryview(data_in),
+                    )
+                )
+            )
+            return
+        if not isinstance(status, ScsiStatus) and status in ScsiStatus._value2member_map_:
+            status = ScsiStatus(status)
+        data = memoryview(data_in) if len(data_in) else memoryview(b"")
         bidi = task.read and task.write
         read_len = task.read_length
         actual = len(data)

@@ -503,6 +503,10 @@ def _parse_command_ahs(ahs: bytes | memoryview) -> tuple[bytes, int | None]:
     return ext_cdb or b"", bidi
 
 
+#: TaskAttribute by value (a tuple index is cheaper than the enum call on the hot path)
+_TASK_ATTRIBUTES: tuple[TaskAttribute, ...] = tuple(TaskAttribute(v) for v in range(TaskAttribute.ACA + 1))
+
+
 def _decode_scsi_command(raw: RawPdu) -> ScsiCommand:
     b0, flags, _, _, lun, itt, edtl, cmdsn, exp_statsn, cdb16 = _S_SCSI_COMMAND.unpack_from(raw.bhs)
     final = bool(flags & _F)
@@ -531,7 +535,7 @@ def _decode_scsi_command(raw: RawPdu) -> ScsiCommand:
         cdb, bidi = cdb16, None
     return ScsiCommand(
         itt=itt, cmdsn=cmdsn, exp_statsn=exp_statsn, cdb=cdb, expected_data_length=edtl, lun=lun, read=read,
-        write=write, final=final, attr=TaskAttribute(attr_value), immediate=bool(b0 & _IMMEDIATE),
+        write=write, final=final, attr=_TASK_ATTRIBUTES[attr_value], immediate=bool(b0 & _IMMEDIATE),
         bidi_read_length=bidi, data=data,
     )  # fmt: skip
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from target.pdu.fastinit import fast_frozen_init
+
 RESERVED_TAG = 0xFFFFFFFF  # "reserved" ITT/TTT value (RFC 7143 11.2.1.8/11.18)
 BHS_LENGTH = 48
 
@@ -172,6 +174,7 @@ class LoginStatus(enum.IntEnum):
 # --------------------------------------------------------------------------- initiator -> target
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class NopOut:
     itt: int
@@ -184,6 +187,7 @@ class NopOut:
     opcode: Opcode = field(default=Opcode.NOP_OUT, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ScsiCommand:
     itt: int
@@ -202,6 +206,7 @@ class ScsiCommand:
     opcode: Opcode = field(default=Opcode.SCSI_COMMAND, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TaskMgmtRequest:
     itt: int
@@ -216,6 +221,7 @@ class TaskMgmtRequest:
     opcode: Opcode = field(default=Opcode.TASK_MGMT_REQUEST, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LoginRequest:
     itt: int
@@ -234,6 +240,7 @@ class LoginRequest:
     opcode: Opcode = field(default=Opcode.LOGIN_REQUEST, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TextRequest:
     itt: int
@@ -248,6 +255,7 @@ class TextRequest:
     opcode: Opcode = field(default=Opcode.TEXT_REQUEST, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DataOut:
     itt: int
@@ -261,6 +269,7 @@ class DataOut:
     opcode: Opcode = field(default=Opcode.DATA_OUT, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LogoutRequest:
     itt: int
@@ -272,6 +281,7 @@ class LogoutRequest:
     opcode: Opcode = field(default=Opcode.LOGOUT_REQUEST, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SnackRequest:
     itt: int
@@ -287,6 +297,7 @@ class SnackRequest:
 # --------------------------------------------------------------------------- target -> initiator
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class NopIn:
     itt: int
@@ -299,6 +310,7 @@ class NopIn:
     opcode: Opcode = field(default=Opcode.NOP_IN, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ScsiResponse:
     itt: int
@@ -319,6 +331,7 @@ class ScsiResponse:
     opcode: Opcode = field(default=Opcode.SCSI_RESPONSE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TaskMgmtResponse:
     itt: int
@@ -329,6 +342,7 @@ class TaskMgmtResponse:
     opcode: Opcode = field(default=Opcode.TASK_MGMT_RESPONSE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LoginResponse:
     itt: int
@@ -349,6 +363,7 @@ class LoginResponse:
     opcode: Opcode = field(default=Opcode.LOGIN_RESPONSE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TextResponse:
     itt: int
@@ -363,6 +378,7 @@ class TextResponse:
     opcode: Opcode = field(default=Opcode.TEXT_RESPONSE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DataIn:
     itt: int
@@ -384,6 +400,7 @@ class DataIn:
     opcode: Opcode = field(default=Opcode.DATA_IN, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LogoutResponse:
     itt: int
@@ -396,6 +413,7 @@ class LogoutResponse:
     opcode: Opcode = field(default=Opcode.LOGOUT_RESPONSE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class R2T:
     itt: int
@@ -410,6 +428,7 @@ class R2T:
     opcode: Opcode = field(default=Opcode.R2T, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AsyncMessage:
     statsn: int
@@ -425,6 +444,7 @@ class AsyncMessage:
     opcode: Opcode = field(default=Opcode.ASYNC_MESSAGE, init=False, repr=False)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Reject:
     reason: int  # RejectReason value

@@ -217,7 +217,9 @@ class AluaProvider(Protocol):
 
     def access_state(self, nexus: Nexus) -> AluaState: ...
 
-    def admitted(self, nexus: Nexus, state: AluaState, alua_class: AluaClass) -> float:
+    def admitted(
+        self, nexus: Nexus, state: AluaState, alua_class: AluaClass, spec: Any | None = None
+    ) -> float:
         """The command passed the gate: count it; returns seconds to wait first (non-optimized delay)."""
         ...
 
@@ -390,7 +392,9 @@ class LogicalUnit:
         """Run one command (see the module docstring). Raises TaskAborted when it must get no response."""
         self.ua.register(request.nexus)
         try:
-            refused = self.aca.admit(request.nexus, request.attr, self.task_set.has_aca_task())
+            # the task-set scan for an ACA task only matters while an ACA condition is established
+            aca_task = self.aca.faulted is not None and self.task_set.has_aca_task()
+            refused = self.aca.admit(request.nexus, request.attr, aca_task)
             if refused is not None:
                 return refused
             return await self.task_set.run(
@@ -425,10 +429,10 @@ class LogicalUnit:
                 state = self.alua.access_state(nexus)
                 if not spec.alua_class.allowed(state):
                     raise CheckCondition(SenseKey.NOT_READY, state.not_ready_asc)
-                delay = self.alua.admitted(nexus, state, spec.alua_class)
+                delay = self.alua.admitted(nexus, state, spec.alua_class, spec)
                 if delay > 0:
                     await asyncio.sleep(delay)  # LIO nonop_delay_msecs on an active/non-optimized port
-            self.reservations.check(spec, nexus)
+            self.reservations.check(spec, nexus, request.cdb)
             ro = read_only or self.read_only
             if ro and spec.medium_write:
                 raise CheckCondition.write_protected()

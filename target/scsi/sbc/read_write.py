@@ -85,6 +85,17 @@ def data_out_length(ctx: CommandContext) -> int:
     return ctx.request.expected_out_length or len(ctx.request.data_out)
 
 
+def _check_transfer_length(lu: object, nblocks: int, byte: int) -> None:
+    """`common.check_transfer_length` without building the whole BlockLimits per command (the hot path): the
+    same MAXIMUM TRANSFER LENGTH (SBC-3 6.5.3, `common.block_limits(lu).max_transfer_length`)."""
+    bs = common.block_size(lu)
+    cap = common.MAX_TRANSFER_BYTES // bs
+    if nblocks <= 1 and cap >= 1:
+        return  # the limit is at least one block
+    if nblocks > max(1, min(common.attr(lu, "hw_max_sectors", cap), cap)):
+        raise CheckCondition.invalid_cdb(byte)
+
+
 # --- handlers ------------------------------------------------------------------------------------------------
 
 
@@ -92,7 +103,7 @@ async def read(ctx: CommandContext) -> ScsiResult:
     lu = ctx.lu
     f = decode_rw(ctx.cdb)
     common.check_dpofua(lu, ctx.cdb)
-    common.check_transfer_length(lu, f.nblocks, f.tl_byte)
+    _check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
     if f.nblocks == 0:
         return ScsiResult(status=ScsiStatus.GOOD)
@@ -104,7 +115,7 @@ async def _write_data_out(ctx: CommandContext, f: RwCdb, *, fua: bool, verify: b
     """The write part shared by WRITE and WRITE AND VERIFY: the Data-Out window per EDTL (SAM-5 5.4.3), the
     range lock, the write (and, with BYTCHK=1, the compare under the same lock), the residual."""
     lu = ctx.lu
-    common.check_transfer_length(lu, f.nblocks, f.tl_byte)
+    _check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
     bs = common.block_size(lu)
     needed = f.nblocks * bs
@@ -153,7 +164,7 @@ async def verify(ctx: CommandContext) -> ScsiResult:
     if f.bytchk == Bytchk.RESERVED:
         raise CheckCondition.invalid_cdb(1, 2)
     if f.bytchk != Bytchk.NO_COMPARE:
-        common.check_transfer_length(lu, f.nblocks, f.tl_byte)
+        _check_transfer_length(lu, f.nblocks, f.tl_byte)
     common.check_lba_range(lu, f.lba, f.nblocks)
     bs = common.block_size(lu)
     if f.bytchk == Bytchk.NO_COMPARE:
