@@ -62,6 +62,14 @@ LIO_DEFAULTS: dict[str, str] = {
     "RDMAExtensions": "No",
 }
 
+#: sanlab's own defaults where they differ from LIO's (used when the TPG's parameters do not set the key; a LIO
+#: saveconfig.json written by targetcli lists every parameter, so an imported LIO configuration keeps LIO's).
+#: MaxRecvDataSegmentLength: the target declares 256 KiB (LIO's MaxXmitDataSegmentLength, open-iscsi's own
+#: default; RFC 7143 13.12 allows 512 to 2**24-1) instead of LIO's 8192: a 128 KiB write then travels as 64 KiB
+#: of immediate data, one R2T and one 64 KiB Data-Out instead of 8 KiB, one R2T and fifteen 8 KiB Data-Outs
+#: (docs/performance.md, "second pass"). The RFC default 8192 still applies to a peer that declares nothing.
+SANLAB_DEFAULTS: dict[str, str] = {**LIO_DEFAULTS, "MaxRecvDataSegmentLength": "262144"}
+
 #: Bounds on what a peer may send us in one login or one text exchange.
 MAX_KEYS_PER_EXCHANGE = 256
 MAX_TEXT_BYTES = 65536
@@ -77,8 +85,9 @@ class NegotiationError(Exception):
 
 
 def target_settings(parameters: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The target's own values: LIO defaults overlaid with the TPG's configured parameters."""
-    merged = dict(LIO_DEFAULTS)
+    """The target's own values: sanlab's defaults (LIO's but for SANLAB_DEFAULTS) overlaid with the TPG's
+    configured parameters."""
+    merged = dict(SANLAB_DEFAULTS)
     if parameters:
         merged.update({k: str(v) for k, v in parameters.items()})
     return merged

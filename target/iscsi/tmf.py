@@ -13,9 +13,10 @@ Answers decided here:
     LUN-addressed function, LUN not mapped   -> LUN DOES NOT EXIST (response 2)
     ABORT TASK, task held/receiving          -> aborted here (no response for it), FUNCTION COMPLETE
     ABORT TASK, task not found (11.5.1):
-        RefCmdSN < ExpCmdSN                  -> the task completed already: FUNCTION COMPLETE
         RefCmdSN in the window, < the TMF's  -> "consider the CmdSN received" (plug the gap), COMPLETE
-        otherwise                            -> TASK DOES NOT EXIST
+        otherwise, e.g. RefCmdSN < ExpCmdSN  -> TASK DOES NOT EXIST (11.5.1 c: outside the valid CmdSN window;
+        (the task completed already)            LIO's iscsit_tmr_abort_task answers the same, and libiscsi's
+                                                iSCSITMF.AbortTaskSimpleAsync expects it)
 Aborted tasks get no response on this session (the SCSI layer raises TaskAborted for the ones it runs).
 
 CLEAR TASK SET, LOGICAL UNIT RESET and TARGET WARM/COLD RESET also reach the tasks of OTHER sessions on the
@@ -111,7 +112,8 @@ def prepare(req: TaskMgmtRequest, session: Session, conn: Connection) -> TmfJob:
             return job
         window = session.window
         if window.is_past(req.ref_cmdsn):
-            job.response = TmfResponse.COMPLETE  # completed before the abort arrived
+            # completed (and answered) before the abort arrived: outside the window (RFC 7143 11.5.1 c, as LIO)
+            job.response = TmfResponse.TASK_DOES_NOT_EXIST
         elif window.in_window(req.ref_cmdsn) and (req.immediate or sn_lt(req.ref_cmdsn, req.cmdsn)):
             conn.plug_cmdsn(req.ref_cmdsn)
             job.response = TmfResponse.COMPLETE

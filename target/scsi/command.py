@@ -48,6 +48,34 @@ class Nexus:
     target_name: str
     tpg_tag: int
     relative_port_id: int = 1
+    # The nexus is a dict key on the per-command path (task set, unit attentions, ALUA group cache): its hash
+    # is computed once, and comparing a nexus with itself (the session reuses one object) is an identity check.
+    _hash: int = field(init=False, repr=False, compare=False, hash=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_hash",
+            hash((self.initiator_name, self.isid, self.target_name, self.tpg_tag, self.relative_port_id)),
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not Nexus:
+            return NotImplemented
+        assert isinstance(other, Nexus)
+        return (
+            self._hash == other._hash
+            and self.initiator_name == other.initiator_name
+            and self.isid == other.isid
+            and self.target_name == other.target_name
+            and self.tpg_tag == other.tpg_tag
+            and self.relative_port_id == other.relative_port_id
+        )
 
     @property
     def initiator_port(self) -> str:

@@ -66,16 +66,47 @@ class Task:
     aborted: bool = False
     #: complete with TASK ABORTED status instead of silence (other nexus, TAS=1)
     report_aborted: bool = False
-    enabled: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # The two events are created only when someone waits on them: a dormant task waiting to be enabled, an
+    # abort waiting for the task to leave. Most tasks are enabled at admission and never aborted.
+    _enabled: asyncio.Event | None = field(default=None, repr=False)
+    _finished: asyncio.Event | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> asyncio.Event:
+        """Set when the task leaves the dormant state."""
+        if self._enabled is None:
+            self._enabled = asyncio.Event()
+            if self.state is not TaskState.DORMANT:
+                self._enabled.set()
+        return self._enabled
+
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set when the task has left the task set."""
+        if self._finished is None:
+            self._finished = asyncio.Event()
+            if self.state is TaskState.DONE:
+                self._finished.set()
+        return self._finished
+
+    def _enable(self) -> None:
+        self.state = TaskState.ENABLED
+        if self._enabled is not None:
+            self._enabled.set()
 
 
 class TaskSet:
     def __init__(self, max_tasks: int = DEFAULT_MAX_TASKS) -> None:
         self.max_tasks = max_tasks
-        self._tasks: list[Task] = []  # incomplete tasks in arrival order
+        #: incomplete tasks in arrival order (dicts keep insertion order), by (nexus, tag)
+        self._tasks: dict[tuple[Nexus, int], Task] = {}
         self._seq = itertools.count()
         self._blocked = False
+        # counters kept by admit/_complete/_schedule/abort, so the common case (SIMPLE tasks, nothing dormant)
+        # needs no scan of the set: dormant tasks, HEAD OF QUEUE tasks and ORDERED tasks in the set
+        self._dormant = 0
+        self._hoq = 0
+        self._ordered = 0
 
     @property
     def blocked(self) -> bool:
@@ -88,19 +119,16 @@ class TaskSet:
         self._schedule()
 
     def has_aca_task(self) -> bool:
-        return any(t.attr is TaskAttr.ACA and not t.aborted for t in self._tasks)
+        return any(t.attr is TaskAttr.ACA and not t.aborted for t in self._tasks.values())
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def tasks(self) -> list[Task]:
-        return list(self._tasks)
+        return list(self._tasks.values())
 
     def find(self, nexus: Nexus, tag: int) -> Task | None:
-        for t in self._tasks:
-            if t.nexus == nexus and t.tag == tag:
-                return t
-        return None
+        return self._tasks.get((nexus, tag))
 
     # --- running ------------------------------------------------------------------------------------------
 
@@ -121,29 +149,60 @@ class TaskSet:
             self._complete(task)
 
     def admit(self, nexus: Nexus, tag: int, attr: TaskAttr) -> Task:
-        if self.find(nexus, tag) is not None:
+        key = (nexus, tag)
+        if key in self._tasks:
             # SAM-5 5.8.3: a tag already in use on this nexus
             raise CheckCondition(SenseKey.ABORTED_COMMAND, Asc.OVERLAPPED_COMMANDS_ATTEMPTED)
         if len(self._tasks) >= self.max_tasks:
             raise StatusError(ScsiStatus.TASK_SET_FULL)
         task = Task(nexus=nexus, tag=tag, attr=attr, seq=next(self._seq))
-        self._tasks.append(task)
-        self._schedule()
+        # A new task only adds constraints for the tasks behind it (there are none), so admitting it never
+        # enables another task: only its own state is decided here, by the rules of `_schedule`.
+        if attr is TaskAttr.HEAD_OF_QUEUE or attr is TaskAttr.ACA:
+            ok = True
+        elif self._blocked:
+            ok = False
+        elif attr is TaskAttr.ORDERED:
+            ok = not self._tasks and not self._hoq
+        else:
+            ok = not self._ordered and not self._hoq
+        if attr is TaskAttr.HEAD_OF_QUEUE:
+            self._hoq += 1
+        elif attr is TaskAttr.ORDERED:
+            self._ordered += 1
+        self._tasks[key] = task
+        if ok:
+            task.state = TaskState.ENABLED
+        else:
+            self._dormant += 1
         return task
 
     def _complete(self, task: Task) -> None:
+        if task.state is TaskState.DONE:
+            return
+        if task.state is TaskState.DORMANT:
+            self._dormant -= 1
         task.state = TaskState.DONE
-        if task in self._tasks:
-            self._tasks.remove(task)
-        task.finished.set()
-        self._schedule()
+        key = (task.nexus, task.tag)
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+            if task.attr is TaskAttr.HEAD_OF_QUEUE:
+                self._hoq -= 1
+            elif task.attr is TaskAttr.ORDERED:
+                self._ordered -= 1
+        if task._finished is not None:
+            task._finished.set()
+        if self._dormant:
+            self._schedule()
 
     def _schedule(self) -> None:
         """Enable every dormant task the ordering rules allow (see the module docstring)."""
-        hoq_pending = any(t.attr is TaskAttr.HEAD_OF_QUEUE for t in self._tasks)
+        if not self._dormant:
+            return
+        hoq_pending = self._hoq > 0
         older_incomplete = False
         older_ordered = False
-        for t in self._tasks:
+        for t in self._tasks.values():
             if t.state is TaskState.DORMANT:
                 if t.attr in (TaskAttr.HEAD_OF_QUEUE, TaskAttr.ACA):
                     ok = True
@@ -154,8 +213,8 @@ class TaskSet:
                 else:
                     ok = not older_ordered and not hoq_pending
                 if ok or t.aborted:
-                    t.state = TaskState.ENABLED
-                    t.enabled.set()
+                    self._dormant -= 1
+                    t._enable()
             if t.attr is TaskAttr.ORDERED:
                 older_ordered = True
             older_incomplete = True
@@ -171,13 +230,13 @@ class TaskSet:
     async def abort(self, pred: Callable[[Task], bool], *, issuer: Nexus | None, tas: bool) -> list[Task]:
         """Abort every task matching `pred`; tasks of nexuses other than `issuer` report TASK ABORTED when `tas`.
         Waits until they have all left the set; returns them."""
-        victims = [t for t in self._tasks if pred(t) and not t.aborted]
+        victims = [t for t in self._tasks.values() if pred(t) and not t.aborted]
         for t in victims:
             t.aborted = True
             t.report_aborted = tas and issuer is not None and t.nexus != issuer
             if t.state is TaskState.DORMANT:
-                t.state = TaskState.ENABLED
-                t.enabled.set()
+                self._dormant -= 1
+                t._enable()
         for t in victims:
             await t.finished.wait()
         return victims

@@ -83,9 +83,9 @@ def test_abort_task_not_found_refcmdsn_rules() -> None:
 
     c.command_complete(ex.task, ScsiResult())
     c.take_events()
-    # completed before the abort: RefCmdSN < ExpCmdSN -> FUNCTION COMPLETE
+    # completed before the abort: RefCmdSN < ExpCmdSN is outside the window -> TASK DOES NOT EXIST (11.5.1 c, LIO)
     c.receive_pdu(tmf_req(TmfFunction.ABORT_TASK, rtt=1, ref=1, cmdsn=2))
-    assert responses(c) == [TmfResponse.COMPLETE]
+    assert responses(c) == [TmfResponse.TASK_DOES_NOT_EXIST]
     # never arrived but inside the window and before the TMF: plug the gap, FUNCTION COMPLETE
     c.receive_pdu(tmf_req(TmfFunction.ABORT_TASK, rtt=9, ref=2, cmdsn=2))
     assert responses(c) == [TmfResponse.COMPLETE]

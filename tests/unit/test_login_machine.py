@@ -212,12 +212,13 @@ def test_discovery_login_bytes_open_iscsi() -> None:
     assert answers["HeaderDigest"] == "None" and answers["DataDigest"] == "None"
     assert answers["DefaultTime2Retain"] == "0" and answers["ErrorRecoveryLevel"] == "0"
     assert answers["IFMarker"] == "No" and answers["OFMarker"] == "No"
-    assert answers["MaxRecvDataSegmentLength"] == "8192"
+    # sanlab's default declaration (SANLAB_DEFAULTS; LIO declares 8192)
+    assert answers["MaxRecvDataSegmentLength"] == "262144"
     assert step.complete and not step.failed
     r = step.result
     assert r is not None and r.session_type is SessionType.DISCOVERY and r.kind is LoginKind.NEW_SESSION
     assert r.connection_params.max_xmit_data_segment_length == 32768
-    assert r.connection_params.max_recv_data_segment_length == 8192
+    assert r.connection_params.max_recv_data_segment_length == 262144
     assert r.next_statsn == 0x1002 and r.exp_cmdsn == 0 and r.target is None
 
 
@@ -275,7 +276,7 @@ def test_normal_login_without_auth() -> None:
     assert ans["HeaderDigest"] == "CRC32C"
     assert ans["InitialR2T"] == "Yes"  # OR with the target's Yes
     assert ans["MaxBurstLength"] == "262144" and ans["FirstBurstLength"] == "65536"
-    assert ans["MaxRecvDataSegmentLength"] == "8192"
+    assert ans["MaxRecvDataSegmentLength"] == "262144"
     assert r.transit and r.nsg == 3 and r.tsih == 0x11 and r.statsn == 6
     res = step.result
     assert res is not None and step.complete
@@ -308,7 +309,7 @@ def test_operational_stage_without_transit_then_transit() -> None:
     )
     r = only(step)
     assert not r.transit and not step.complete
-    assert kv(r.data)["MaxRecvDataSegmentLength"] == "8192"
+    assert kv(r.data)["MaxRecvDataSegmentLength"] == "262144"
     step = i.send(b"", 1, 3, True)
     assert step.complete and kv(only(step).data) == {}  # MaxRecvDataSegmentLength declared once only
     assert step.result is not None and step.result.connection_params.max_xmit_data_segment_length == 65536
@@ -799,7 +800,7 @@ def test_target_offers_configured_keys_the_initiator_did_not_offer() -> None:
     offered = kv(r.data)
     # ImmediateData=Yes is the RFC default: nothing to offer
     assert offered["MaxBurstLength"] == "131072" and offered["InitialR2T"] == "No"
-    assert "ImmediateData" not in offered and offered["MaxRecvDataSegmentLength"] == "8192"
+    assert "ImmediateData" not in offered and offered["MaxRecvDataSegmentLength"] == "262144"
     step = i.send(enc(MaxBurstLength="65536", InitialR2T="No"), 1, 3, True)
     r = only(step)
     assert r.transit and step.complete and kv(r.data) == {}  # answers get no answer
@@ -865,7 +866,7 @@ def test_no_offers_in_discovery_or_on_a_second_connection() -> None:
     cfg = make_config(params={"MaxBurstLength": "131072", "MaxConnections": "4", "HeaderDigest": "CRC32C"})
     m = machine(cfg)
     r = only(Initiator(m).send(enc(InitiatorName=INITIATOR, SessionType="Discovery"), 1, 3, True))
-    assert r.transit and kv(r.data) == {"MaxRecvDataSegmentLength": "8192"}
+    assert r.transit and kv(r.data) == {"MaxRecvDataSegmentLength": "262144"}
     existing = FakeSession(0x21, INITIATOR, ISID, TARGET, 1, params=SessionParams(max_connections=4))
     m2 = machine(cfg, FakeLookup([existing]))
     step = Initiator(m2, tsih=0x21, cid=1).send(enc(InitiatorName=INITIATOR, TargetName=TARGET), 1, 3, True)
@@ -873,3 +874,18 @@ def test_no_offers_in_discovery_or_on_a_second_connection() -> None:
     offered = kv(only(step).data)
     assert "MaxBurstLength" not in offered and "MaxConnections" not in offered
     assert offered["HeaderDigest"] == "CRC32C"
+
+
+def test_configured_mrdsl_is_declared_as_configured() -> None:
+    """A TPG parameter (e.g. LIO's 8192 from an imported saveconfig.json) overrides sanlab's 262144 default, and
+    the connection receives at most what was declared."""
+    m = machine(make_config(params={"MaxRecvDataSegmentLength": "8192"}))
+    i = Initiator(m)
+    step = i.send(
+        enc(InitiatorName=INITIATOR, TargetName=TARGET, MaxRecvDataSegmentLength="65536"), 1, 3, True
+    )
+    r = only(step)
+    assert kv(r.data)["MaxRecvDataSegmentLength"] == "8192"
+    assert step.result is not None
+    assert step.result.connection_params.max_recv_data_segment_length == 8192
+    assert step.result.connection_params.max_xmit_data_segment_length == 65536

@@ -215,6 +215,12 @@ class _Layout:
     groups: dict[str, TargetPortGroup] = field(default_factory=dict)
     #: (target wwn lower, tpg tag) -> (group name, port)
     ports: dict[tuple[str, int], tuple[str, TargetPort]] = field(default_factory=dict)
+    #: cache of `LuAlua.group_of` per nexus (valid for this layout; a new layout starts empty)
+    by_nexus: dict[Nexus, TargetPortGroup] = field(default_factory=dict)
+
+
+#: bound of the per-layout nexus -> group cache (cleared when full; nexuses of closed sessions leave with it)
+_GROUP_CACHE_MAX = 4096
 
 
 class LuAlua:
@@ -301,13 +307,24 @@ class LuAlua:
         """The group of the target port the nexus reaches the LU through (a port without a LUN of this LU,
         e.g. in unit tests: the lowest-id group, else a stand-in default group)."""
         self.sync()
-        entry = self._layout.ports.get((nexus.target_name.lower(), nexus.tpg_tag))
+        layout = self._layout
+        group = layout.by_nexus.get(nexus)
+        if group is None:
+            group = self._find_group(layout, nexus)
+            if len(layout.by_nexus) >= _GROUP_CACHE_MAX:
+                layout.by_nexus.clear()
+            layout.by_nexus[nexus] = group
+        return group
+
+    @staticmethod
+    def _find_group(layout: _Layout, nexus: Nexus) -> TargetPortGroup:
+        entry = layout.ports.get((nexus.target_name.lower(), nexus.tpg_tag))
         if entry is not None:
-            return self._layout.groups[entry[0]]
-        if self._layout.groups:
-            return min(self._layout.groups.values(), key=lambda g: g.id)
+            return layout.groups[entry[0]]
+        if layout.groups:
+            return min(layout.groups.values(), key=lambda g: g.id)
         stand_in = TargetPortGroup(name=DEFAULT_GROUP, id=0)
-        self._layout.groups[DEFAULT_GROUP] = stand_in
+        layout.groups[DEFAULT_GROUP] = stand_in
         return stand_in
 
     def access_state(self, nexus: Nexus) -> AluaState:

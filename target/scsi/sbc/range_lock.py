@@ -12,19 +12,75 @@ destination) holds the range it changes, so COMPARE AND WRITE's read-compare-wri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from types import TracebackType
 
 
-@dataclass(eq=False)
 class _Entry:
-    start: int
-    end: int  # exclusive
-    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """One holder or waiter. Its event is created only when a later overlapping request waits on it."""
+
+    __slots__ = ("_done", "_released", "end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end  # exclusive
+        self._done = False
+        self._released: asyncio.Event | None = None
+
+    @property
+    def released(self) -> asyncio.Event:
+        if self._released is None:
+            self._released = asyncio.Event()
+            if self._done:
+                self._released.set()
+        return self._released
+
+    def release(self) -> None:
+        self._done = True
+        if self._released is not None:
+            self._released.set()
 
     def overlaps(self, other: _Entry) -> bool:
         return self.start < other.end and other.start < self.end
+
+
+class _Hold:
+    """`async with lock.hold(start, count)`: a plain async context manager (cheaper than a generator-based one
+    on the per-WRITE path)."""
+
+    __slots__ = ("_count", "_entry", "_lock", "_start")
+
+    def __init__(self, lock: RangeLock, start: int, count: int) -> None:
+        self._lock = lock
+        self._start = start
+        self._count = count
+        self._entry: _Entry | None = None
+
+    async def __aenter__(self) -> None:
+        if self._count <= 0:  # a zero count holds nothing and never waits
+            return
+        entries = self._lock._entries
+        entry = _Entry(self._start, self._start + self._count)
+        blockers = [e for e in entries if e.overlaps(entry)] if entries else []
+        entries.append(entry)
+        self._entry = entry
+        if blockers:
+            try:
+                for blocker in blockers:
+                    await blocker.released.wait()
+            except BaseException:
+                self._leave()
+                raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            self._lock._entries.remove(entry)
+            entry.release()
 
 
 class RangeLock:
@@ -36,19 +92,7 @@ class RangeLock:
         """Entries holding or waiting (for tests and statistics)."""
         return len(self._entries)
 
-    @asynccontextmanager
-    async def hold(self, start: int, count: int) -> AsyncIterator[None]:
-        """Hold blocks [start, start+count). A zero count holds nothing and never waits."""
-        if count <= 0:
-            yield
-            return
-        entry = _Entry(start, start + count)
-        blockers = [e for e in self._entries if e.overlaps(entry)]
-        self._entries.append(entry)
-        try:
-            for blocker in blockers:
-                await blocker.released.wait()
-            yield
-        finally:
-            self._entries.remove(entry)
-            entry.released.set()
+    def hold(self, start: int, count: int) -> _Hold:
+        """Hold blocks [start, start+count) for the body of `async with`. A zero count holds nothing and never
+        waits. A waiter that is cancelled leaves the list and releases its successors at once."""
+        return _Hold(self, start, count)
