@@ -2,8 +2,11 @@
 
     sanlab up   TOPOLOGY.yml [--results DIR] [--keep]   build/find images, bring the lab up (Ansible), testinfra
     sanlab down TOPOLOGY.yml                            remove every container and network the lab created
-    sanlab run  SCENARIO.yml [--results DIR] [--keep]   up, drill, verify, down (unless --keep); the results
-                                                        directory is the LAST line printed
+    sanlab run  SCENARIO.yml [--results DIR] [--keep] [--target-kind sanlab|tgt]
+                                                        up, drill, verify, down (unless --keep); the results
+                                                        directory is the LAST line printed; --target-kind runs
+                                                        the same drill with every target of that kind
+    sanlab report ...                                   from lab.report.cli: compare runs, trends, CI gate
     sanlab images ...                                   from lab.images.cli (the images team), when present
 
 Exit codes: 0 passed, 1 failed, 2 invalid topology/scenario (every error printed with its path).
@@ -20,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from lab.topology.model import TargetKind
 from target.config.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +34,7 @@ def register(subparsers: Any) -> None:
     taken = set(getattr(subparsers, "choices", {}) or {})
     if {"up", "down", "run"} & taken:
         _register_images(subparsers, taken)
+        _register_report(subparsers, taken)
         return
     up = subparsers.add_parser(
         "up", help="bring a lab topology up (images, networks, nodes, Ansible, testinfra)"
@@ -47,8 +52,27 @@ def register(subparsers: Any) -> None:
     run.add_argument("scenario", metavar="SCENARIO.yml")
     run.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
     run.add_argument("--keep", action="store_true", help="leave the lab up afterwards (debugging)")
+    run.add_argument(
+        "--target-kind",
+        choices=[k.value for k in TargetKind],
+        default=None,
+        help="run every target of the topology as this kind (e.g. tgt: the same drill against tgtd)",
+    )
     run.set_defaults(func=cmd_run)
     _register_images(subparsers, taken)
+    _register_report(subparsers, taken)
+
+
+def _register_report(subparsers: Any, taken: set[str]) -> None:
+    if "report" in taken:
+        return
+    try:
+        report_cli = importlib.import_module("lab.report.cli")
+    except ImportError:
+        return
+    reg = getattr(report_cli, "register", None)
+    if callable(reg):
+        reg(subparsers)
 
 
 def _register_images(subparsers: Any, taken: set[str]) -> None:
@@ -105,13 +129,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenario.runner import run_scenario
 
     try:
-        sc = load_scenario(args.scenario)
+        sc = load_scenario(args.scenario, target_kind=getattr(args, "target_kind", None))
     except ConfigError as e:
         return _errors(e)
     console = Console(stderr=True)
     path, passed = run_scenario(sc, Path(args.results), keep=args.keep, console=console)
-    console.print(
-        f"[{'green' if passed else 'red'}]{sc.name}: {'passed' if passed else 'FAILED'}[/]; report: {path / 'report.md'}"
-    )
+    verdict = "skipped (not applicable)" if sc.skip_reason is not None else "passed" if passed else "FAILED"
+    console.print(f"[{'green' if passed else 'red'}]{sc.name}: {verdict}[/]; report: {path / 'report.md'}")
     print(path, flush=True)
     return 0 if passed else 1

@@ -69,6 +69,10 @@ def network_name(topo: Topology, net: str) -> str:
     return f"{lab_prefix(topo)}-{net}"
 
 
+def volume_name(topo: Topology, volume: str) -> str:
+    return f"{lab_prefix(topo)}-{volume}"
+
+
 def image_key(topo: Topology, node: str) -> str:
     """Which image (name as `lab.images.build.ensure_image` knows it) the node's container runs."""
     for t in topo.targets:
@@ -163,8 +167,15 @@ def render_inventory(topo: Topology, images: Mapping[str, ImageInfo], run_dir: P
             "vm_runners",
         )
     }
+    volumes: list[str] = []
     for t in topo.targets:
-        containers.append(_container(topo, t.name, images, ["sleep", "infinity"]))
+        c = _container(topo, t.name, images, ["sleep", "infinity"])
+        if (vol := topo.shared_volume(t.name)) is not None:
+            # an HA set's nodes share the LUN files: one docker volume mounted in each node's container
+            c["volumes"] = [f"{volume_name(topo, vol)}:{LUN_DIR}"]
+            if volume_name(topo, vol) not in volumes:
+                volumes.append(volume_name(topo, vol))
+        containers.append(c)
         groups["targets"]["hosts"][t.name] = _target_vars(topo, t)
     for ini in topo.initiators:
         group = _GROUP_OF_KIND[ini.kind]
@@ -215,6 +226,7 @@ def render_inventory(topo: Topology, images: Mapping[str, ImageInfo], run_dir: P
             for n in topo.networks
         ],
         "lab_containers": containers,
+        "lab_volumes": volumes,
     }
     return {
         "all": {

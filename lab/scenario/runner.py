@@ -294,8 +294,18 @@ def lab_down(topo: Topology, run_dir: Path, timeout: float = 600) -> str:
     ).stdout.split()
     if nets:
         subprocess.run(["docker", "network", "rm", *nets], capture_output=True, timeout=120, check=False)
-    return f"removed {len(left)} leftover containers, {len(nets)} networks after the playbook" + (
-        f"; {err}" if err else ""
+    vols = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", flt],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout.split()
+    if vols:
+        subprocess.run(["docker", "volume", "rm", "-f", *vols], capture_output=True, timeout=120, check=False)
+    return (
+        f"removed {len(left)} leftover containers, {len(nets)} networks, {len(vols)} volumes after the playbook"
+        + (f"; {err}" if err else "")
     )
 
 
@@ -338,6 +348,38 @@ def compat_drill(lab: LabRun, rd: RunDir) -> list[InitiatorReport]:
     return reports
 
 
+def git_rev() -> str:
+    """`git rev-parse --short HEAD` of the project, with "-dirty" when the work tree has changes ("" if unknown)."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=20, check=False,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=20, check=False,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return f"{rev}-dirty" if rev and dirty else rev
+
+
+def _base_summary(sc: Scenario, rd: RunDir, started: dt.datetime, t0: float, keep: bool) -> dict[str, Any]:
+    return {
+        "scenario": sc.name,
+        "run_id": rd.run_id,
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - t0, 3),
+        "passed": False,
+        "kept": keep,
+        "target_kind": sc.target_kind,
+        "git_rev": git_rev(),
+        "phases": [],
+        "targets": [{"name": t.name, "kind": t.kind.value, "iqn": t.iqn} for t in sc.topology.targets],
+        "initiators": [],
+    }
+
+
 def run_scenario(
     sc: Scenario, results_root: Path, *, keep: bool = False, console: Console | None = None
 ) -> tuple[Path, bool]:
@@ -345,8 +387,22 @@ def run_scenario(
     rd = RunDir.create(results_root, sc.name)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
+    rd.record(
+        "scenario", name=sc.name, source=sc.source, topology=sc.topology.name, target_kind=sc.target_kind
+    )
+    if sc.skip_reason is not None:
+        # the drill does not apply to this target kind: say why, run nothing, pass (nothing failed)
+        summary = _base_summary(sc, rd, started, t0, keep)
+        summary.update(passed=True, skipped=sc.skip_reason)
+        rd.write_summary(summary)
+        rd.write_text("report.md", f"# {sc.name}: skipped ({sc.target_kind})\n\n{sc.skip_reason}\n")
+        console.print(f"[yellow]{sc.name}: not applicable to {sc.target_kind}: {sc.skip_reason}[/yellow]")
+        return rd.path, True
+    if sc.drill == "failover":
+        from lab.scenario.drill import run_failover
+
+        return run_failover(sc, rd, results_root, keep=keep, console=console, started=started, t0=t0)
     lab = LabRun(sc.topology, rd.path, console)
-    rd.record("scenario", name=sc.name, source=sc.source, topology=sc.topology.name)
     reports: list[InitiatorReport] = []
     up = lab_up(lab, sc.bring_up_s)
     if up:
@@ -374,20 +430,15 @@ def run_scenario(
     passed = all(p.passed for p in lab.phases) and bool(reports)
     for p in lab.phases:
         rd.record("phase", name=p.name, passed=p.passed, seconds=p.seconds, detail=p.detail)
-    summary = {
-        "scenario": sc.name,
-        "run_id": rd.run_id,
-        "started": started.isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - t0, 3),
-        "passed": passed,
-        "kept": keep,
-        "phases": [
+    summary = _base_summary(sc, rd, started, t0, keep)
+    summary.update(
+        passed=passed,
+        phases=[
             {"name": p.name, "passed": p.passed, "seconds": p.seconds, "detail": p.detail} for p in lab.phases
         ],
-        "targets": [{"name": t.name, "kind": t.kind.value, "iqn": t.iqn} for t in sc.topology.targets],
-        "initiators": [r.as_dict() for r in reports],
-        "node_checks": lab.node_checks,
-    }
+        initiators=[r.as_dict() for r in reports],
+        node_checks=lab.node_checks,
+    )
     rd.write_summary(summary)
     rd.write_text("report.md", report_markdown(summary))
     return rd.path, passed

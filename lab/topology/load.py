@@ -30,11 +30,14 @@ from lab.topology.model import (
     max_hosts_needed,
 )
 from target.config.errors import ConfigError
+from target.config.model import ALUA_STATE_NAMES
 from target.config.names import check_iscsi_name
 from target.config.native import json_path, parse_size, path_sort_key
 from target.config.validate import MIN_CHAP_SECRET_LEN
 
 IQN_PREFIX = "iqn.2026-11.org.sanlab.lab"
+#: ALUA states a topology may give a portal's group at start (transitioning is a transient state, not a setting)
+ALUA_STATES = tuple(s for s in ALUA_STATE_NAMES if s != "transitioning")
 MAX_NODES = 64  # per topology: bounds containers and VMs one file can ask for
 _NAME = {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,30}$"}
 _SIZE = {
@@ -84,11 +87,17 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["name", "kind", "portals", "luns"],
+                "required": ["name", "kind", "portals"],
                 "properties": {
                     "name": _NAME,
                     "kind": {"enum": [k.value for k in TargetKind]},
                     "iqn": {"type": "string"},
+                    "replica_of": {"type": "string"},
+                    "alua": {
+                        "type": "object",
+                        "maxProperties": 2,
+                        "additionalProperties": {"enum": list(ALUA_STATES)},
+                    },
                     "portals": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "string"}},
                     "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                     "chap": {"type": "boolean"},
@@ -280,23 +289,65 @@ def _build(doc: dict[str, Any]) -> tuple[Topology, list[tuple[str, str]]]:
     # -- targets
     targets: list[TargetNode] = []
     tgt_where: dict[str, str] = {}
+    docs_by_name = {t["name"]: t for t in doc["targets"]}
     for i, t in enumerate(doc["targets"]):
         where = f"targets[{i}]"
         claim(t["name"], where)
         tgt_where.setdefault(t["name"], where)
-        iqn = t.get("iqn", f"{IQN_PREFIX}:{name}-{t['name']}")
+        replica_of: str | None = t.get("replica_of")
+        primary_doc: dict[str, Any] | None = None
+        if replica_of is not None:
+            primary_doc = docs_by_name.get(replica_of)
+            if primary_doc is None or replica_of == t["name"]:
+                errs.append((f"{where}.replica_of", f"no other target named {replica_of!r}"))
+                primary_doc = None
+            elif "replica_of" in primary_doc:
+                errs.append(
+                    (f"{where}.replica_of", f"{replica_of!r} is itself a replica: name the primary node")
+                )
+                primary_doc = None
+            elif primary_doc["kind"] != t["kind"]:
+                errs.append(
+                    (
+                        f"{where}.kind",
+                        f"a replica runs the same target as its primary ({primary_doc['kind']})",
+                    )
+                )
+            if "luns" in t:
+                errs.append(
+                    (f"{where}.luns", "a replica serves its primary's LUNs (same backing files): remove it")
+                )
+        elif "luns" not in t:
+            errs.append((f"{where}.luns", "missing required key"))
+        src = primary_doc if primary_doc is not None else t
+        iqn = src.get("iqn", f"{IQN_PREFIX}:{name}-{src['name']}")
+        if primary_doc is not None and t.get("iqn", iqn) != iqn:
+            errs.append(
+                (f"{where}.iqn", f"a replica has its primary's IQN ({iqn}): remove it or make it equal")
+            )
         if (problem := check_iscsi_name(iqn)) is not None:
             errs.append((f"{where}.iqn", problem))
         for k, p in enumerate(t["portals"]):
             san_ref(p, f"{where}.portals[{k}]")
             if p in t["portals"][:k]:
                 errs.append((f"{where}.portals[{k}]", f"network {p!r} listed twice"))
+        alua: dict[str, str] = dict(t.get("alua", {}))
+        for net in alua:
+            if net not in t["portals"]:
+                errs.append((f"{where}.alua.{net}", f"the node has no portal on network {net!r}"))
+        if alua and t["kind"] == TargetKind.TGT.value:
+            errs.append((f"{where}.alua", "tgtd has no ALUA target port groups (kind tgt)"))
+        if alua and set(alua) != set(t["portals"]):
+            missing = [p for p in t["portals"] if p not in alua]
+            if missing:
+                errs.append((f"{where}.alua", f"give every portal a state (missing: {', '.join(missing)})"))
         luns: list[Lun] = []
-        for k, lu in enumerate(t["luns"]):
-            if any(x.index == lu["index"] for x in luns):
+        own = src is t  # a replica's LUNs are its primary's (checked there)
+        for k, lu in enumerate(src.get("luns", []) if own or "luns" not in t else []):
+            if own and any(x.index == lu["index"] for x in luns):
                 errs.append((f"{where}.luns[{k}].index", f"duplicate LUN {lu['index']}"))
             size = parse_size(lu["size"]) or 0
-            if size < 1 << 20:
+            if own and size < 1 << 20:
                 errs.append((f"{where}.luns[{k}].size", "a LUN needs at least 1 MiB"))
             luns.append(Lun(lu["index"], size, lu.get("name", f"lun{lu['index']}")))
         chap_on = bool(t.get("chap", True))
@@ -306,10 +357,33 @@ def _build(doc: dict[str, Any]) -> tuple[Topology, list[tuple[str, str]]]:
             )
         targets.append(
             TargetNode(
-                t["name"], TargetKind(t["kind"]), iqn, list(t["portals"]), luns, t.get("port", 3260), chap_on
+                t["name"],
+                TargetKind(t["kind"]),
+                iqn,
+                list(t["portals"]),
+                luns,
+                t.get("port", src.get("port", 3260)),
+                chap_on,
+                replica_of if primary_doc is not None else None,
+                alua,
             )
         )
     tgt_by_name = {t.name: t for t in targets}
+    # an HA set (a primary and its replicas): every network leads to one node of the set
+    for node in targets:
+        if node.replica_of is None:
+            continue
+        for k, p in enumerate(node.portals):
+            primary_node = tgt_by_name[node.replica_of]
+            if p in primary_node.portals or any(
+                r.name != node.name and r.replica_of == node.replica_of and p in r.portals for r in targets
+            ):
+                errs.append(
+                    (
+                        f"{tgt_where[node.name]}.portals[{k}]",
+                        f"network {p!r} already leads to another node of {node.replica_of!r}'s HA set",
+                    )
+                )
 
     # -- initiators
     initiators: list[InitiatorNode] = []
@@ -329,12 +403,18 @@ def _build(doc: dict[str, Any]) -> tuple[Topology, list[tuple[str, str]]]:
         tgt = tgt_by_name.get(d["target"])
         if tgt is None:
             errs.append((f"{where}.target", f"no target named {d['target']!r}"))
+        elif tgt.replica_of is not None:
+            errs.append(
+                (f"{where}.target", f"{tgt.name!r} is a replica of {tgt.replica_of!r}: name the primary node")
+            )
+            tgt = None
+        ha_portals = {p for x in targets if tgt is not None and x.primary == tgt.name for p in x.portals}
         for k, p in enumerate(d["paths"]):
             if not san_ref(p, f"{where}.paths[{k}]"):
                 continue
             if p in d["paths"][:k]:
                 errs.append((f"{where}.paths[{k}]", f"network {p!r} listed twice"))
-            elif tgt is not None and p not in tgt.portals:
+            elif tgt is not None and p not in ha_portals:
                 errs.append((f"{where}.paths[{k}]", f"target {tgt.name!r} has no portal on network {p!r}"))
         lun = d.get("lun", 0)
         if tgt is not None and all(x.index != lun for x in tgt.luns):

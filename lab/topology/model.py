@@ -7,6 +7,7 @@ deterministic address on each network it joins (`Topology.address`), so two runs
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -79,6 +80,17 @@ class TargetNode:
     luns: list[Lun]
     port: int = ISCSI_PORT
     chap: bool = True
+    #: a standby node of `replica_of` (HA pair): same IQN, same LUNs on the same backing files (a docker volume
+    #: mounted in both containers), same LU identity (serial/WWN), its own portals (other networks)
+    replica_of: str | None = None
+    #: ALUA: network name -> asymmetric access state of that portal's target port group (one TPG per portal);
+    #: empty: one TPG over every portal, every port active/optimized
+    alua: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        """The node whose LUs this node serves: itself, or the node it is a replica of."""
+        return self.replica_of or self.name
 
 
 @dataclass
@@ -148,10 +160,40 @@ class Topology:
             self._addr[key] = str(net.subnet.network_address + host)
         return self._addr[key]
 
+    def replica_set(self, name: str) -> list[TargetNode]:
+        """The HA set of a target node: its primary first, then the primary's replicas (file order)."""
+        primary = self.target(name).primary
+        return [t for t in self.targets if t.primary == primary]
+
+    def shared_volume(self, node: str) -> str | None:
+        """Name part of the docker volume holding the LUN files of a replicated node (None: not replicated)."""
+        members = self.replica_set(node)
+        return f"{members[0].name}-luns" if len(members) > 1 else None
+
+    def path_target(self, initiator: InitiatorNode, path: str) -> TargetNode:
+        """The node of the initiator's target (or of its replicas) that has a portal on network `path`."""
+        for t in self.replica_set(initiator.target):
+            if path in t.portals:
+                return t
+        raise KeyError(path)
+
     def portal_addresses(self, initiator: InitiatorNode) -> list[tuple[str, int]]:
-        """(ip, port) of the initiator's target on each of its paths, in path order."""
-        tgt = self.target(initiator.target)
-        return [(self.address(tgt.name, p), tgt.port) for p in initiator.paths]
+        """(ip, port) of the initiator's target on each of its paths, in path order (a path of a replicated
+        target leads to whichever node of the HA set has a portal on that network)."""
+        out = []
+        for p in initiator.paths:
+            t = self.path_target(initiator, p)
+            out.append((self.address(t.name, p), t.port))
+        return out
+
+    def with_target_kind(self, kind: TargetKind) -> Topology:
+        """A copy in which every target node is of `kind` (`sanlab run --target-kind`). tgtd has no ALUA
+        groups: its nodes drop the per-portal ALUA states (every port is then active)."""
+        targets = [
+            dataclasses.replace(t, kind=kind, alua={} if kind is TargetKind.TGT else dict(t.alua))
+            for t in self.targets
+        ]
+        return Topology(self.name, self.networks, targets, self.initiators, self.chap, self.description)
 
     def lun_number(self, initiator: InitiatorNode) -> int:
         """The LUN number the initiator addresses (tgtd reserves LUN 0 for its controller: index + 1)."""
