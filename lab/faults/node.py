@@ -174,8 +174,21 @@ _TARGET: dict[str, Any] = {"type": "string", "minLength": 1}
 _WAIT: dict[str, Any] = {"type": "number", "minimum": 1, "maximum": 600, "default": 60}
 
 
+class _TargetFault(Fault):
+    """A fault on one target node's process (params.target): its TargetProcess and the argv to restart it."""
+
+    def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
+        super().__init__(spec, ctx)
+        node = self.params["target"]
+        self.proc = TargetProcess(self, node, self.target_kind(node))
+        self.argv: list[str] = []
+
+    def check_topology(self) -> list[str]:
+        return check_target(self.ctx.topo, self.params["target"])
+
+
 @register
-class KillTarget(Fault):
+class KillTarget(_TargetFault):
     """`docker kill` of the target node's container (the node dies with every session on it). clear():
     nothing, unless `restart: true`: then `docker start` and the target process started again."""
 
@@ -191,15 +204,6 @@ class KillTarget(Fault):
             "wait_s": _WAIT,
         },
     }
-
-    def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
-        super().__init__(spec, ctx)
-        node = self.params["target"]
-        self.proc = TargetProcess(self, node, self.target_kind(node))
-        self.argv: list[str] = []
-
-    def check_topology(self) -> list[str]:
-        return check_target(self.ctx.topo, self.params["target"])
 
     def inject(self) -> str:
         node = self.params["target"]
@@ -227,7 +231,7 @@ class KillTarget(Fault):
 
 
 @register
-class RestartTarget(Fault):
+class RestartTarget(_TargetFault):
     """Stop the target process inside its container (SIGTERM or SIGKILL; SIGKILL after 10 s if it lingers)
     and start it again with the same command; waits until every portal accepts connections. With
     `duration_s` the process stays down until clear()."""
@@ -243,15 +247,6 @@ class RestartTarget(Fault):
             "wait_s": _WAIT,
         },
     }
-
-    def __init__(self, spec: FaultSpec, ctx: FaultContext) -> None:
-        super().__init__(spec, ctx)
-        node = self.params["target"]
-        self.proc = TargetProcess(self, node, self.target_kind(node))
-        self.argv: list[str] = []
-
-    def check_topology(self) -> list[str]:
-        return check_target(self.ctx.topo, self.params["target"])
 
     def inject(self) -> str:
         info = self.proc.stop(self.params["signal"])

@@ -607,6 +607,38 @@ class Connection:
         task.state = TaskState.ABORTED
         self._finish_task(task)
 
+    def _data_in(
+        self,
+        task: Task,
+        datasn: int,
+        offset: int,
+        data: memoryview,
+        final: bool,
+        status: int | None = None,
+        overflow: bool = False,
+        underflow: bool = False,
+        residual: int = 0,
+    ) -> DataIn:
+        """One Data-In of `task`; with `status` it is the phase-collapsed last one (status, residual, StatSN)."""
+        window = self.session.window
+        last = status is not None
+        return DataIn(
+            itt=task.itt,
+            datasn=datasn,
+            buffer_offset=offset,
+            exp_cmdsn=window.exp_cmdsn,
+            max_cmdsn=window.max_cmdsn,
+            statsn=self._next_statsn() if last else 0,
+            lun=task.lun_field,
+            final=final,
+            status_present=last,
+            status=status or 0,
+            overflow=overflow,
+            underflow=underflow,
+            residual=residual,
+            data=data,
+        )
+
     def _respond(self, task: Task, result: ScsiResult) -> None:
         status = result.status
         data_in = result.data_in
@@ -620,29 +652,9 @@ class Connection:
             and len(data_in) <= task.limits.max_burst_length
         ):
             # the hot path (a plain read, all data in one phase-collapsed Data-In, no residual): the same PDU
-            # the general path below builds, without its generator and residual objects
-            window = self.session.window
+            # the general path below builds, without its chunk generator and residual computation
             task.datain_count = 1
-            self._emit(
-                SendPdu(
-                    DataIn(
-                        itt=task.itt,
-                        datasn=0,
-                        buffer_offset=0,
-                        exp_cmdsn=window.exp_cmdsn,
-                        max_cmdsn=window.max_cmdsn,
-                        statsn=self._next_statsn(),
-                        lun=task.lun_field,
-                        final=True,
-                        status_present=True,
-                        status=0,
-                        overflow=False,
-                        underflow=False,
-                        residual=0,
-                        data=memoryview(data_in),
-                    )
-                )
-            )
+            self._emit(SendPdu(self._data_in(task, 0, 0, memoryview(data_in), True, status=0)))
             return
         if not isinstance(status, ScsiStatus) and status in ScsiStatus._value2member_map_:
             status = ScsiStatus(status)
@@ -669,27 +681,14 @@ class Connection:
         if len(send):
             for chunk in task.data_in_chunks(send):
                 # the last Data-In carries the status when it can be phase-collapsed (RFC 7143 11.7.4)
-                last = chunk.last and collapse
-                self._emit(
-                    SendPdu(
-                        DataIn(
-                            itt=task.itt,
-                            datasn=chunk.datasn,
-                            buffer_offset=chunk.offset,
-                            exp_cmdsn=window.exp_cmdsn,
-                            max_cmdsn=window.max_cmdsn,
-                            statsn=self._next_statsn() if last else 0,
-                            lun=task.lun_field,
-                            final=last or chunk.final,
-                            status_present=last,
-                            status=int(status) if last else 0,
-                            overflow=last and read_res.overflow,
-                            underflow=last and read_res.underflow,
-                            residual=read_res.count if last else 0,
-                            data=chunk.data,
-                        )
-                    )
-                )
+                if chunk.last and collapse:
+                    pdu = self._data_in(
+                        task, chunk.datasn, chunk.offset, chunk.data, True, int(status),
+                        read_res.overflow, read_res.underflow, read_res.count,
+                    )  # fmt: skip
+                else:
+                    pdu = self._data_in(task, chunk.datasn, chunk.offset, chunk.data, chunk.final)
+                self._emit(SendPdu(pdu))
             if collapse:
                 return
         sense = b""

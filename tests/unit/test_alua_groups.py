@@ -5,8 +5,8 @@ import asyncio
 from dataclasses import dataclass, field, replace
 
 import pytest
+from scsi_harness import MemBackstore
 
-from target.backstore.base import Backstore
 from target.config.model import (
     AluaGroupConfig,
     Config,
@@ -25,25 +25,6 @@ TGT = "iqn.2026-11.org.example:alua"
 NA = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, TGT, 1, relative_port_id=1)
 NB = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000002, TGT, 2, relative_port_id=2)
 NB2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000003, TGT, 2, relative_port_id=2)
-
-
-class MemBackstore(Backstore):
-    def __init__(self, size: int = 1 << 20) -> None:
-        self.size = size
-        self.block_size = 512
-        self.can_unmap = False
-        self.unmap_zeroes = False
-        self.write_back = True
-        self.buf = bytearray(size)
-
-    async def read(self, offset, length):
-        return bytes(self.buf[offset : offset + length])
-
-    async def write(self, offset, data, fua=False):
-        self.buf[offset : offset + len(data)] = data
-
-    async def flush(self):
-        return None
 
 
 @dataclass
