@@ -37,10 +37,12 @@ from target.iscsi.connection import (
     CloseConnection,
     Connection,
     ConnectionSettings,
+    DirectIo,
     ExecuteCommand,
     ParamsChanged,
     RunTaskManagement,
     SendPdu,
+    SendWire,
 )
 from target.iscsi.discovery import send_targets
 from target.iscsi.login import LoginKind, LoginMachine, LoginResult
@@ -59,8 +61,10 @@ log = logging.getLogger("target.server")
 LOGIN_SEGMENT = 8192  # data segment bound during login (RFC 7143 13.12)
 READ_CHUNK = 256 * 1024
 #: receive buffer of the full feature phase: one receive takes as much as the framer may hold, so QD32 x
-#: 128 KiB writes arrive in few callbacks (and their R2Ts/responses leave in few sends)
+#: 128 KiB writes arrive in few callbacks (and their R2Ts/responses leave in few sends). It starts at
+#: FFP_RECEIVE_BUFFER_INITIAL and doubles each time a receive fills it (memory per idle session stays small).
 FFP_RECEIVE_BUFFER = 1024 * 1024
+FFP_RECEIVE_BUFFER_INITIAL = 16 * 1024
 #: event batches one pump drains before it yields to the loop (bounds the work per callback)
 _PUMP_ROUNDS = 64
 WRITE_HIGH_WATER = 4 * 1024 * 1024
@@ -177,8 +181,8 @@ class _FfpProtocol(asyncio.BufferedProtocol):
         self._link = link
         self._stream = stream_protocol
         self._done = done
-        self._buf = bytearray(FFP_RECEIVE_BUFFER)
-        self._view = memoryview(self._buf)
+        # small at first (an idle session costs little), doubled while receives fill it, up to FFP_RECEIVE_BUFFER
+        self._view = memoryview(bytearray(FFP_RECEIVE_BUFFER_INITIAL))
         self._paused = False
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -189,7 +193,10 @@ class _FfpProtocol(asyncio.BufferedProtocol):
         return self._view if room >= len(self._view) else self._view[: max(room, 4096)]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.feed(self._view[:nbytes])
+        view = self._view
+        self.feed(view[:nbytes])  # the framer copies: the buffer is free again
+        if nbytes == len(view) < FFP_RECEIVE_BUFFER:
+            self._view = memoryview(bytearray(min(2 * nbytes, FFP_RECEIVE_BUFFER)))
 
     def feed(self, data: bytes | memoryview) -> None:
         link = self._link
@@ -418,6 +425,7 @@ class TargetServer:
         framer.max_data_segment_length = cp.max_recv_data_segment_length
         self._links.add(link)
         conn.wakeup = lambda: self._schedule_pump(link)
+        conn.direct = self._direct_io(link)
         negotiated = describe_params(result)
         conn.log.with_logger(log).info(
             "%s login from %s (%s): %s; %s",
@@ -638,7 +646,10 @@ class TargetServer:
                 if not events:
                     break
                 for event in events:
-                    if isinstance(event, SendPdu):
+                    if isinstance(event, SendWire):
+                        if not link.closing:
+                            out.extend(event.parts)
+                    elif isinstance(event, SendPdu):
                         if link.closing:
                             continue
                         out.extend(
@@ -683,6 +694,38 @@ class TargetServer:
         link.tasks.add(task)
         task.add_done_callback(link.tasks.discard)
         task.add_done_callback(_log_task_error)
+
+    def _direct_io(self, link: _Link) -> DirectIo | None:
+        """The connection's direct READ/WRITE hook (target.iscsi.connection, target.scsi.sbc.direct), keeping the
+        counters `_execute` keeps. None on connections with digests (the direct path encodes without them),
+        discovery sessions, or a dispatcher without the direct path."""
+        execute_direct = getattr(self.rt.dispatcher, "execute_direct", None)
+        session = link.conn.session
+        if execute_direct is None or link.header_digest or link.data_digest or session.discovery:
+            return None
+        nexus = session.nexus
+        stats = link.stats
+        clock = time.perf_counter
+
+        def direct(
+            lun: int, cdb: bytes, itt: int, edtl: int, data: bytes | memoryview | None
+        ) -> bytes | bytearray | bool | None:
+            access = session.lun_map.get(lun)
+            if access is None:
+                return None
+            started = clock()
+            result: bytes | bytearray | bool | None = execute_direct(nexus, access, cdb, itt, edtl, data)
+            if result is None:
+                return None
+            elapsed = clock() - started
+            n_in, n_out = (0, edtl) if data is not None else (edtl, 0)
+            stats.command(n_in, n_out, False, elapsed)
+            lu_stats = getattr(access.lu, "io_stats", None)
+            if lu_stats is not None:
+                lu_stats.command(n_in, n_out, False, elapsed)
+            return result
+
+        return direct
 
     async def _execute(self, link: _Link, event: ExecuteCommand) -> None:
         conn = link.conn

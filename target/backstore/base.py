@@ -35,6 +35,16 @@ class Backstore(abc.ABC):
     @abc.abstractmethod
     async def flush(self) -> None: ...
 
+    def read_nowait(self, offset: int, length: int) -> bytes | bytearray | None:
+        """The bytes at once if the backstore has them without blocking (page cache, memory), else None (the
+        caller then uses `read`). Raises BackstoreError like `read`. Default: None."""
+        return None
+
+    def write_nowait(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> bool:
+        """`write` done at once if that cannot block; False when it was not done (the caller then uses `write`).
+        Raises BackstoreError like `write`. Default: False."""
+        return False
+
     async def unmap(self, offset: int, length: int) -> None:
         """Deallocate a range; the default writes zeros (a thick backstore)."""
         await self.write(offset, bytes(length))

@@ -213,6 +213,46 @@ class FdBackstore(Backstore):
 
     # -- Backstore verbs ---------------------------------------------------------------------------------
 
+    def read_nowait(self, offset: int, length: int) -> bytearray | None:
+        if not self._nowait_reads or length <= 0 or offset < 0 or offset + length > self.size:
+            return None
+        buf = bytearray(length)
+        try:
+            got = pread_nowait(self.fd, buf, offset)
+        except OSError as exc:
+            raise BackstoreError(f"{self.path}: {exc.strerror or exc}") from exc
+        if got == length:
+            return buf
+        if got < 0:
+            self._nowait_reads = False
+        return None
+
+    def write_nowait(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> bool:
+        # buffered (write-back, no FUA) writes only: they copy into the page cache
+        n = len(data)
+        if (
+            fua
+            or self.read_only
+            or not self.write_back
+            or n == 0
+            or n > SYNC_WRITE_MAX
+            or offset < 0
+            or offset + n > self.size
+        ):
+            return False
+        now = time.monotonic()
+        if now < self._sync_writes_after:
+            return False
+        try:
+            written = os.pwrite(self.fd, data, offset)
+            if written != n:  # a short write (not seen on regular files): finish it the long way
+                pwrite_full(self.fd, offset + written, memoryview(data)[written:], False)
+        except OSError as exc:
+            raise BackstoreError(f"{self.path}: {exc.strerror or exc}") from exc
+        if time.monotonic() - now > SLOW_WRITE_S:
+            self._sync_writes_after = time.monotonic() + SLOW_BACKOFF_S
+        return True
+
     async def read(self, offset: int, length: int) -> bytearray:
         self._check_range(offset, length)
         if length == 0:

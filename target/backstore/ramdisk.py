@@ -63,7 +63,8 @@ class RamdiskBackstore(Backstore):
             pos += n
         return out
 
-    async def read(self, offset: int, length: int) -> bytearray:
+    # memory never blocks: the async verbs are these
+    def read_nowait(self, offset: int, length: int) -> bytearray:
         self._check_range(offset, length)
         buf = bytearray(length)
         pos = 0
@@ -74,9 +75,9 @@ class RamdiskBackstore(Backstore):
             pos += n
         return buf
 
-    async def write(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> None:
+    def write_nowait(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> bool:
         if self.read_only:
-            raise BackstoreError(f"{self.name}: read-only backstore")
+            return False  # `write` raises the error
         view = memoryview(data).cast("B")
         self._check_range(offset, len(view))
         pos = 0
@@ -86,6 +87,15 @@ class RamdiskBackstore(Backstore):
                 page = self._pages[idx] = bytearray(self.page_size)
             page[in_page : in_page + n] = view[pos : pos + n]
             pos += n
+        return True
+
+    async def read(self, offset: int, length: int) -> bytearray:
+        return self.read_nowait(offset, length)
+
+    async def write(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> None:
+        if self.read_only:
+            raise BackstoreError(f"{self.name}: read-only backstore")
+        self.write_nowait(offset, data)
 
     async def flush(self) -> None:
         return None

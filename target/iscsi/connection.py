@@ -8,6 +8,7 @@ The connection never blocks and never touches a socket: it queues events, which 
 `take_events()`:
 
     SendPdu(pdu)             write this target PDU (the edge encodes it with the connection's digests)
+    SendWire(parts)          write these already encoded bytes (the direct path below; no digests)
     ExecuteCommand(task, r)  run ScsiRequest r in the SCSI layer; answer with command_complete/aborted
     RunTaskManagement(job)   run target.iscsi.tmf.perform(job, dispatcher); answer with tmf_complete
     CloseConnection(reason)  flush what is queued, then close the socket
@@ -25,6 +26,15 @@ Per-opcode handling (RFC 7143 section 11; anything not listed gets a Reject):
     Logout         close session / close connection (this or another CID) / remove for recovery (ERL 2)
     SNACK          ERL 0: Reject (protocol error)
     Login          Reject (protocol error): only valid before the full feature phase
+
+The direct path: when the edge sets `direct` (a `DirectIo`, only on connections without digests), a SCSI
+Command that is a plain in-order SIMPLE READ or WRITE - CmdSN = ExpCmdSN with nothing held, F set, no AHS, a
+read that fits one Data-In or a write whose data all came as immediate data, an ITT not in use - is offered to
+it before anything else is done. If the SCSI layer completes it at once (target.scsi.sbc.direct: the same
+answer the general path would give, GOOD with exactly the expected data), the connection advances ExpCmdSN and
+MaxCmdSN as for a command delivered and completed, and queues the encoded Data-In (F+S, status GOOD) or SCSI
+Response (GOOD) with the next StatSN; no Task, request or result object is built. Otherwise (None) nothing has
+changed and the command takes the general path.
 
 Non-immediate PDUs carrying a CmdSN pass through the session's CmdSN window (sequence.py) before they act.
 Malformed PDUs get a Reject with their BHS; a data digest error gets Reject DATA_DIGEST_ERROR and the PDU is
@@ -161,7 +171,22 @@ class ParamsChanged:
     params: ConnectionParams
 
 
-Event = SendPdu | ExecuteCommand | RunTaskManagement | CloseConnection | ParamsChanged
+@dataclass(frozen=True, slots=True)
+class SendWire:
+    """Encoded PDU bytes for the socket (the direct path; only used on connections without digests)."""
+
+    parts: tuple[bytes | bytearray | memoryview, ...]
+
+
+Event = SendPdu | SendWire | ExecuteCommand | RunTaskManagement | CloseConnection | ParamsChanged
+
+#: the direct READ/WRITE hook the edge installs (see the module docstring): (lun, cdb, itt, expected data
+#: transfer length, write data or None for a read) -> the read data, True for a write done, or None
+DirectIo = Callable[[int, bytes, int, int, "bytes | memoryview | None"], "bytes | bytearray | bool | None"]
+_DIRECT_READ_FLAGS = (0xC0, 0xC1)  # F + R, untagged or SIMPLE
+_DIRECT_WRITE_FLAGS = (0xA0, 0xA1)  # F + W, untagged or SIMPLE
+_LUN_CACHE_MAX = 256
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +240,9 @@ class Connection:
         self._last_rx = now
         self._ping_ttt: int | None = None
         self._ping_sent = 0.0
+        #: the direct READ/WRITE hook (set by the edge on connections without digests)
+        self.direct: DirectIo | None = None
+        self._luns: dict[int, int] = {}  # LUN field -> LUN, for the direct path (bounded)
 
     # ============================================================================== edge interface
 
@@ -233,6 +261,8 @@ class Connection:
         if now is not None:
             self._last_rx = now
         self._ping_ttt = None
+        if raw.bhs[0] == 0x01 and self.direct is not None and self._direct_command(raw):
+            return
         self._current_bhs = bytes(raw.bhs)
         try:
             # a target opcode sent by the initiator is a protocol error (RFC 7143 11.2.1.2)
@@ -511,6 +541,66 @@ class Connection:
         if not self._submit(cmd, task, cmd.cmdsn, cmd.immediate):  # a duplicate CmdSN
             self._drop_task(task)
 
+    def _direct_command(self, raw: RawPdu) -> bool:
+        """The direct path (module docstring): True when the command was answered, False when nothing was done."""
+        fields = codec.SCSI_COMMAND_BHS.unpack_from(raw.bhs)
+        _, flags, _, length_word, lun_field, itt, edtl, cmdsn, _, cdb = fields
+        lim = self.limits
+        if flags in _DIRECT_READ_FLAGS:
+            if length_word or edtl > lim.max_xmit_data_segment_length or edtl > lim.max_burst_length:
+                return False
+            data: bytes | memoryview | None = None
+        elif flags in _DIRECT_WRITE_FLAGS:
+            # all of the data came as immediate data (length_word is the DataSegmentLength: no AHS)
+            if length_word != edtl or not lim.immediate_data or edtl > lim.first_burst_length:
+                return False
+            data = raw.data
+        else:
+            return False
+        s = self.session
+        window = s.window
+        if (
+            not edtl
+            or edtl > self.settings.max_transfer
+            or not raw.data_digest_ok
+            or cmdsn != window.exp_cmdsn
+            or window.held_count
+            or not window.in_window(cmdsn)
+            or itt == RESERVED_TAG
+            or s.discovery
+            or s.logout_requested
+            or itt in self.tasks
+            or (len(s.connections) > 1 and s.find_task(itt) is not None)
+        ):
+            return False
+        lun = self._luns.get(lun_field)
+        if lun is None:
+            try:
+                lun = lunmod.decode_lun(lun_field)
+            except Exception:
+                return False
+            if len(self._luns) >= _LUN_CACHE_MAX:
+                self._luns.clear()
+            self._luns[lun_field] = lun
+        assert self.direct is not None
+        result = self.direct(lun, cdb, itt, edtl, data)
+        if result is None:
+            return False
+        if log.isEnabledFor(logging.DEBUG):
+            self.log.debug("execute lun=%d cdb=%s (direct)", lun, cdb[:1].hex(), extra={"itt": itt})
+        window.pass_through(cmdsn)
+        statsn = self.statsn
+        self.statsn = (statsn + 1) & 0xFFFFFFFF
+        if result is True:
+            self._emit(SendWire((codec.good_scsi_response(itt, statsn, window.exp_cmdsn, window.max_cmdsn),)))
+        else:
+            assert not isinstance(result, bool)
+            n = len(result)
+            header = codec.data_in_with_status(itt, lun_field, statsn, window.exp_cmdsn, window.max_cmdsn, n)
+            pad = _PADDING[n & 3]
+            self._emit(SendWire((header, result, pad) if pad else (header, result)))
+        return True
+
     def _send_r2ts(self, task: Task) -> None:
         for r in task.next_r2ts(self._ttts):
             self._send_r2t(task, r)
@@ -543,6 +633,20 @@ class Connection:
             return
         if not task.all_data_in:
             return
+        if self.direct is not None and task.attr is TaskAttr.SIMPLE and task.read != task.write:
+            # a command the receive-time shortcut could not take (solicited data, several Data-In, out of
+            # CmdSN order): the direct path still applies once it is due and its data is in
+            result = self.direct(
+                task.lun,
+                task.cdb,
+                task.itt,
+                task.expected_data_length,
+                memoryview(task.buffer) if task.write else None,
+            )
+            if result is not None:
+                self._finish_task(task)
+                self._respond(task, ScsiResult(data_in=b"" if isinstance(result, bool) else result))
+                return
         task.state = TaskState.EXECUTING
         request = ScsiRequest(
             nexus=self.session.nexus,

@@ -120,6 +120,14 @@ class CmdSnWindow(Generic[T]):
             self._exp = sn_add(self._exp, 1)
         return Submitted(Admission.DELIVERED, out)
 
+    def pass_through(self, cmdsn: int) -> None:
+        """The command at ExpCmdSN, with nothing held, was delivered and completed in one step (the direct
+        path): ExpCmdSN and MaxCmdSN advance by one, as `submit` then `complete` would."""
+        if cmdsn != self._exp or self._held or not self.in_window(cmdsn):
+            raise ValueError(f"CmdSN {cmdsn} is not the next due command (ExpCmdSN {self._exp})")
+        self._exp = sn_add(self._exp, 1)
+        self._max = sn_add(self._max, 1)
+
     def plug(self, cmdsn: int) -> list[T] | None:
         """Consider `cmdsn` received without a command (RFC 7143 11.5.1: ABORT TASK whose RefCmdSN is in the
         window but never arrived). Returns held items that became due, or None if cmdsn is not plugged

@@ -431,6 +431,29 @@ def encode_pdu(
     return [hdr, data]
 
 
+# --------------------------------------------------------------------------- direct path (target.iscsi.connection)
+
+#: SCSI Command BHS: opcode byte, flags, 2 reserved, TotalAHSLength<<24 | DataSegmentLength, LUN, ITT, EDTL,
+#: CmdSN, ExpStatSN, CDB[16] (the layout `_decode_scsi_command` decodes)
+SCSI_COMMAND_BHS = _S_SCSI_COMMAND
+
+
+def data_in_with_status(itt: int, lun: int, statsn: int, exp_cmdsn: int, max_cmdsn: int, dlen: int) -> bytes:
+    """BHS of the single, phase-collapsed Data-In of a command answered GOOD with exactly its expected data: F
+    and S set, DataSN 0, offset 0, no residual, TTT FFFFFFFFh (what `encode_pdu` makes of the same DataIn)."""
+    return _S_DATA_IN.pack(
+        Opcode.DATA_IN, _F | _DATAIN_STATUS, 0, 0, dlen, lun, itt, RESERVED_TAG, statsn, exp_cmdsn, max_cmdsn,
+        0, 0, 0,
+    )  # fmt: skip
+
+
+def good_scsi_response(itt: int, statsn: int, exp_cmdsn: int, max_cmdsn: int) -> bytes:
+    """BHS of a SCSI Response GOOD without sense, residuals or Data-In (ExpDataSN 0): a write done in one PDU."""
+    return _S_SCSI_RESPONSE.pack(
+        Opcode.SCSI_RESPONSE, _F, 0, 0, 0, itt, 0, statsn, exp_cmdsn, max_cmdsn, 0, 0, 0
+    )
+
+
 def encode_pdu_bytes(pdu: Pdu, *, header_digest: bool = False, data_digest: bool = False) -> bytes:
     """The whole PDU as one bytes object."""
     return b"".join(encode_pdu(pdu, header_digest=header_digest, data_digest=data_digest))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult
 from target.scsi.device import LogicalUnit, LuRegistry
+from target.scsi.sbc import direct
 from target.scsi.sense import Asc, CheckCondition, SenseKey, build_sense
 from target.scsi.spc.inquiry import unmapped_standard_inquiry
 from target.scsi.spc.report_luns import report_luns_data
@@ -43,6 +44,22 @@ class Dispatcher:
         if access is None or not isinstance(access.lu, LogicalUnit):
             return self._unmapped(request)
         return await access.lu.execute(request, read_only=access.read_only, registry=self.registry)
+
+    def execute_direct(
+        self,
+        nexus: Nexus,
+        access: LunAccess,
+        cdb: bytes,
+        tag: int,
+        expected_length: int,
+        data_out: bytes | memoryview | None,
+    ) -> bytes | bytearray | bool | None:
+        """A plain READ/WRITE done at once (target.scsi.sbc.direct): the read data, True for a write, or None
+        when nothing was done and the command must go through `execute`."""
+        lu = access.lu
+        if not isinstance(lu, LogicalUnit):
+            return None
+        return direct.execute(lu, nexus, cdb, tag, expected_length, data_out, read_only=access.read_only)
 
     def _unmapped(self, request: ScsiRequest) -> ScsiResult:
         cdb = request.cdb

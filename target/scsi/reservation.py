@@ -90,6 +90,19 @@ class Reservations:
         #: the persistent reservation state (target.scsi.pr), when that work is wired in
         self.pr: PersistentReservations | None = None
 
+    def unrestricted(self, nexus: Nexus) -> bool:
+        """No reservation can refuse any command from `nexus`: no SPC-2 reservation of another nexus, no lost
+        persistent reservation condition, and no persistent reservation unless `nexus` holds it."""
+        holder = self.spc2_holder
+        if holder is not None and holder != nexus:
+            return False
+        pr = self.pr
+        if pr is None:
+            return True
+        if pr.lost:
+            return False
+        return pr.reservation_type() is None or pr.is_holder(nexus)
+
     # --- SPC-2 ----------------------------------------------------------------------------------------------
 
     def _pr_exception(self, nexus: Nexus) -> bool:

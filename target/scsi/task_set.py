@@ -118,6 +118,18 @@ class TaskSet:
         self._blocked = value
         self._schedule()
 
+    def enables_simple(self, nexus: Nexus, tag: int) -> bool:
+        """Whether a SIMPLE task with this tag would be admitted and enabled at once (no ACA block, no ORDERED or
+        HEAD OF QUEUE task in the set, the tag not in use on the nexus, room in the set): the check the direct
+        READ/WRITE path (target.scsi.sbc.direct) makes instead of admitting a task it completes in one step."""
+        return (
+            not self._blocked
+            and not self._ordered
+            and not self._hoq
+            and len(self._tasks) < self.max_tasks
+            and (nexus, tag) not in self._tasks
+        )
+
     def has_aca_task(self) -> bool:
         return any(t.attr is TaskAttr.ACA and not t.aborted for t in self._tasks.values())
 

@@ -114,6 +114,11 @@ class UnitAttentions:
                 continue
             self.register(nexus).add(asc)
 
+    def quiet(self, nexus: Nexus) -> bool:
+        """The nexus is known (registered) and has nothing pending."""
+        q = self._queues.get(nexus)
+        return q is not None and not q
+
     def has_pending(self, nexus: Nexus) -> bool:
         q = self._queues.get(nexus)
         return bool(q)

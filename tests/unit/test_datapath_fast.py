@@ -148,6 +148,39 @@ def test_slow_write_on_the_loop_sends_the_next_writes_to_the_pool(
         bs.close()
 
 
+def test_nowait_verbs_do_only_what_cannot_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_nowait / write_nowait (the direct READ/WRITE path): page-cache reads and buffered writes at once,
+    None / False for anything the general verbs must do (FUA, write-through, back-off, out of range)."""
+    path = tmp_path / "disk.img"
+    path.write_bytes(_pattern(MiB))
+    bs = FileioBackstore(str(path), size=MiB)
+    through = FileioBackstore(str(path), size=MiB, write_back=False)
+    ro = FileioBackstore(str(path), size=MiB, read_only=True)
+    try:
+        got = bs.read_nowait(4096, 8192)
+        if got is None:
+            pytest.skip("RWF_NOWAIT not supported here")
+        assert bytes(got) == _pattern(MiB)[4096 : 4096 + 8192]
+        assert bs.read_nowait(MiB - 512, 1024) is None  # beyond the end: `read` raises the error
+        assert bs.write_nowait(0, b"x" * 4096) is True
+        assert bytes(bs.read_nowait(0, 4096) or b"") == b"x" * 4096
+        assert bs.write_nowait(0, b"y" * 512, fua=True) is False  # durable: the pool
+        assert through.write_nowait(0, b"y" * 512) is False  # write-through: the pool
+        assert ro.write_nowait(0, b"y" * 512) is False  # `write` raises the error
+        assert bs.write_nowait(0, b"y" * (fdio.SYNC_WRITE_MAX + 512)) is False
+        assert bs.write_nowait(MiB - 512, b"y" * 1024) is False
+        monkeypatch.setattr(fdio, "SLOW_WRITE_S", -1.0)  # every write counts as slow
+        assert bs.write_nowait(512, b"z" * 512) is True  # done, but the next ones back off
+        assert bs.write_nowait(1024, b"z" * 512) is False
+        assert path.read_bytes()[:1536] == b"x" * 512 + b"z" * 512 + b"x" * 512
+        # a file system without RWF_NOWAIT: None from then on
+        monkeypatch.setattr(fdio, "pread_nowait", lambda fd, buf, offset: -1)
+        assert bs.read_nowait(0, 512) is None and not bs._nowait_reads
+    finally:
+        for b in (bs, through, ro):
+            b.close()
+
+
 # --------------------------------------------------------------------------- eager coroutines
 
 

@@ -327,6 +327,18 @@ class LuAlua:
         layout.groups[DEFAULT_GROUP] = stand_in
         return stand_in
 
+    def direct_group(self, nexus: Nexus) -> TargetPortGroup | None:
+        """The nexus' group when media access through it needs nothing but counting (active/optimized, or
+        active/non-optimized without a delay); None otherwise (the direct READ/WRITE path then steps aside)."""
+        g = self.group_of(nexus)
+        state = g.state
+        if state is AluaState.ACTIVE_OPTIMIZED or (
+            state is AluaState.ACTIVE_NON_OPTIMIZED and not g.nonop_delay_ms
+        ):
+            self.counts_media_only = True
+            return g
+        return None
+
     def access_state(self, nexus: Nexus) -> AluaState:
         return self.group_of(nexus).state
 
