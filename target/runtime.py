@@ -50,6 +50,8 @@ class Runtime:
     dispatcher: Any = None  # target.scsi.dispatch.Dispatcher
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     port_ids: dict[tuple[str, int], int] = field(default_factory=dict)  # (target wwn, tpg tag) -> RTPI
+    #: one LunAccess per (LU, read-only) shared by every session's LUN map (they are frozen)
+    _accesses: dict[tuple[int, bool], LunAccess] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------------------ settings
 
@@ -140,6 +142,7 @@ class Runtime:
         if tpg is None or acl is None:
             return {}
         by_index = {lun.index: lun for lun in tpg.luns}
+        accesses = self._accesses
         out: dict[int, LunAccess] = {}
         for m in acl.mapped_luns:
             tpg_lun = by_index.get(m.tpg_lun)
@@ -148,7 +151,13 @@ class Runtime:
             lu = self.lus.get(tpg_lun.storage_object)
             if lu is None:
                 continue
-            out[m.index] = LunAccess(lu=lu, read_only=bool(m.write_protect))
+            key = (id(lu), bool(m.write_protect))
+            access = accesses.get(key)
+            if access is None or access.lu is not lu:
+                if len(accesses) > 2 * len(self.lus) + 64:
+                    accesses.clear()  # LUs that were removed
+                access = accesses[key] = LunAccess(lu=lu, read_only=key[1])
+            out[m.index] = access
         return out
 
     def cmdsn_depth(self, tpg: TpgConfig | None) -> int:

@@ -42,6 +42,7 @@ from target.config.model import (
     StorageObjectConfig,
     TargetConfig,
     TpgConfig,
+    dynamic_acl,
 )
 from target.config.validate import Locator, check_config
 from target.runtime import Runtime
@@ -901,8 +902,7 @@ def _acl_for(tpg: TpgConfig, initiator: str) -> AclConfig | None:
     if str(tpg.attributes.get("generate_node_acls", 0)) != "1":
         return None
     protect = str(tpg.attributes.get("demo_mode_write_protect", 1)) == "1"
-    luns = [MappedLunConfig(index=lun.index, tpg_lun=lun.index, write_protect=protect) for lun in tpg.luns]
-    return AclConfig(node_wwn=initiator, mapped_luns=luns, tag="dynamic")
+    return dynamic_acl(tpg, initiator, protect)
 
 
 def _map_key(m: dict[int, Any]) -> dict[int, tuple[int, bool]]:

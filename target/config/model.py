@@ -142,3 +142,28 @@ class Config:
     state_dir: str = "/var/lib/sanlab"
     #: target-wide settings: nopin_interval_s, nopin_timeout_s, max_connections, ... (native format only)
     settings: dict[str, int | str] = field(default_factory=dict)
+
+
+#: dynamic ACL mappings per TPG: (the TPG, its LUN indexes, write protect, the mappings), by id of the TPG
+_DYNAMIC_MAPPINGS: dict[int, tuple[TpgConfig, tuple[int, ...], bool, list[MappedLunConfig]]] = {}
+_DYNAMIC_MAPPINGS_MAX = 256
+
+
+def dynamic_acl(tpg: TpgConfig, initiator: str, write_protect: bool) -> AclConfig:
+    """The demo-mode (generate_node_acls=1) ACL of `initiator`: every LUN of the TPG at its own index.
+
+    Every login to such a TPG gets one, so with 1,000 LUNs building 1,000 mappings per login was a large part
+    of the login time: the mappings are kept per TPG (checked against the TPG's LUN indexes and the write
+    protect flag, so a changed TPG gets new ones) and shared by the dynamic ACLs of that TPG, which never
+    modify them (a copy of the list is handed out).
+    """
+    indexes = tuple(lun.index for lun in tpg.luns)
+    hit = _DYNAMIC_MAPPINGS.get(id(tpg))
+    if hit is None or hit[0] is not tpg or hit[1] != indexes or hit[2] != write_protect:
+        mappings = [MappedLunConfig(index=i, tpg_lun=i, write_protect=write_protect) for i in indexes]
+        if len(_DYNAMIC_MAPPINGS) >= _DYNAMIC_MAPPINGS_MAX:
+            _DYNAMIC_MAPPINGS.clear()
+        _DYNAMIC_MAPPINGS[id(tpg)] = (tpg, indexes, write_protect, mappings)
+    else:
+        mappings = hit[3]
+    return AclConfig(node_wwn=initiator, mapped_luns=list(mappings), tag="dynamic")

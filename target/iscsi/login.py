@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from target.config.model import AclConfig, AuthConfig, Config, MappedLunConfig, TargetConfig, TpgConfig
+from target.config.model import AclConfig, AuthConfig, Config, TargetConfig, TpgConfig, dynamic_acl
 from target.iscsi import keys as K
 from target.iscsi.chap import ChapAuthenticator, ChapError
 from target.iscsi.discovery import attr_int, target_alias
@@ -486,10 +486,7 @@ class LoginMachine:
 
     def _demo_acl(self, tpg: TpgConfig) -> AclConfig:
         protect = attr_int(tpg.attributes, "demo_mode_write_protect", 1) == 1
-        luns = [
-            MappedLunConfig(index=lun.index, tpg_lun=lun.index, write_protect=protect) for lun in tpg.luns
-        ]
-        return AclConfig(node_wwn=self.initiator_name, auth=AuthConfig(), mapped_luns=luns, tag="dynamic")
+        return dynamic_acl(tpg, self.initiator_name, protect)
 
     def _check_session(self, req: LoginRequest) -> None:
         target_name = self.target.wwn if self.target is not None else ""

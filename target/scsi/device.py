@@ -301,16 +301,17 @@ class LogicalUnit:
     # --- nexus lifecycle ------------------------------------------------------------------------------------
 
     def nexus_created(self, nexus: Nexus) -> None:
-        q = self.ua.register(nexus)
+        self.ua.register(nexus)
         if nexus in self._lost:
             # SAM-5 6.3.4: the I_T nexus loss is reported when the nexus is back
             del self._lost[nexus]
-            q.add(Asc.I_T_NEXUS_LOSS_OCCURRED)
+            self.ua.establish(Asc.I_T_NEXUS_LOSS_OCCURRED, only=(nexus,))
 
     async def nexus_gone(self, nexus: Nexus) -> None:
         """I_T nexus loss (SAM-5 6.3.4): abort its tasks silently, release its SPC-2 reservation, clear the ACA
         it faulted (SAM-5 5.9.5), drop its medium removal prevention and held copy results (reset hooks)."""
-        await self.task_set.abort_task_set(nexus)
+        if len(self.task_set):  # (a logout from a target with many idle LUs: most have no task at all)
+            await self.task_set.abort_task_set(nexus)
         self.reservations.nexus_lost(nexus)
         if self.aca.faulted == nexus:
             self._clear_aca()

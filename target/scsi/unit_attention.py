@@ -87,15 +87,21 @@ class UnitAttentions:
     """All unit attention queues of one logical unit, keyed by I_T nexus."""
 
     def __init__(self, limit: int = MAX_PENDING) -> None:
-        self._queues: dict[Nexus, UnitAttentionQueue] = {}
+        # None: a known nexus with nothing pending (the queue is made by the first condition: a login to a
+        # target with many LUs registers the nexus with each of them)
+        self._queues: dict[Nexus, UnitAttentionQueue | None] = {}
         self._limit = limit
 
     @property
     def nexuses(self) -> list[Nexus]:
         return list(self._queues)
 
-    def register(self, nexus: Nexus) -> UnitAttentionQueue:
+    def register(self, nexus: Nexus) -> None:
         """Make the nexus known (so conditions established for "every I_T nexus" reach it)."""
+        if nexus not in self._queues:
+            self._queues[nexus] = None
+
+    def _queue(self, nexus: Nexus) -> UnitAttentionQueue:
         q = self._queues.get(nexus)
         if q is None:
             q = self._queues[nexus] = UnitAttentionQueue(self._limit)
@@ -112,12 +118,11 @@ class UnitAttentions:
         for nexus in targets:
             if nexus == exclude:
                 continue
-            self.register(nexus).add(asc)
+            self._queue(nexus).add(asc)
 
     def quiet(self, nexus: Nexus) -> bool:
         """The nexus is known (registered) and has nothing pending."""
-        q = self._queues.get(nexus)
-        return q is not None and not q
+        return nexus in self._queues and not self._queues[nexus]
 
     def has_pending(self, nexus: Nexus) -> bool:
         q = self._queues.get(nexus)
