@@ -426,6 +426,7 @@ class TargetServer:
         self._links.add(link)
         conn.wakeup = lambda: self._schedule_pump(link)
         conn.direct = self._direct_io(link)
+        conn.wire_digests = (link.header_digest, link.data_digest)
         negotiated = describe_params(result)
         conn.log.with_logger(log).info(
             "%s login from %s (%s): %s; %s",
@@ -697,11 +698,10 @@ class TargetServer:
 
     def _direct_io(self, link: _Link) -> DirectIo | None:
         """The connection's direct READ/WRITE hook (target.iscsi.connection, target.scsi.sbc.direct), keeping the
-        counters `_execute` keeps. None on connections with digests (the direct path encodes without them),
-        discovery sessions, or a dispatcher without the direct path."""
+        counters `_execute` keeps. None for discovery sessions or a dispatcher without the direct path."""
         execute_direct = getattr(self.rt.dispatcher, "execute_direct", None)
         session = link.conn.session
-        if execute_direct is None or link.header_digest or link.data_digest or session.discovery:
+        if execute_direct is None or session.discovery:
             return None
         nexus = session.nexus
         stats = link.stats

@@ -8,7 +8,7 @@ The connection never blocks and never touches a socket: it queues events, which 
 `take_events()`:
 
     SendPdu(pdu)             write this target PDU (the edge encodes it with the connection's digests)
-    SendWire(parts)          write these already encoded bytes (the direct path below; no digests)
+    SendWire(parts)          write these already encoded bytes (the direct path below, digests included)
     ExecuteCommand(task, r)  run ScsiRequest r in the SCSI layer; answer with command_complete/aborted
     RunTaskManagement(job)   run target.iscsi.tmf.perform(job, dispatcher); answer with tmf_complete
     CloseConnection(reason)  flush what is queued, then close the socket
@@ -27,7 +27,7 @@ Per-opcode handling (RFC 7143 section 11; anything not listed gets a Reject):
     SNACK          ERL 0: Reject (protocol error)
     Login          Reject (protocol error): only valid before the full feature phase
 
-The direct path: when the edge sets `direct` (a `DirectIo`, only on connections without digests), a SCSI
+The direct path: when the edge sets `direct` (a `DirectIo`) and `wire_digests`, a SCSI
 Command that is a plain in-order SIMPLE READ or WRITE - CmdSN = ExpCmdSN with nothing held, F set, no AHS, a
 read that fits one Data-In or a write whose data all came as immediate data, an ITT not in use - is offered to
 it before anything else is done. If the SCSI layer completes it at once (target.scsi.sbc.direct: the same
@@ -173,7 +173,7 @@ class ParamsChanged:
 
 @dataclass(frozen=True, slots=True)
 class SendWire:
-    """Encoded PDU bytes for the socket (the direct path; only used on connections without digests)."""
+    """Encoded PDU bytes for the socket (the direct path), digests included."""
 
     parts: tuple[bytes | bytearray | memoryview, ...]
 
@@ -186,7 +186,6 @@ DirectIo = Callable[[int, bytes, int, int, "bytes | memoryview | None"], "bytes 
 _DIRECT_READ_FLAGS = (0xC0, 0xC1)  # F + R, untagged or SIMPLE
 _DIRECT_WRITE_FLAGS = (0xA0, 0xA1)  # F + W, untagged or SIMPLE
 _LUN_CACHE_MAX = 256
-_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +241,8 @@ class Connection:
         self._ping_sent = 0.0
         #: the direct READ/WRITE hook (set by the edge on connections without digests)
         self.direct: DirectIo | None = None
+        #: (header digest, data digest) of this connection, for what the direct path encodes itself
+        self.wire_digests = (False, False)
         self._luns: dict[int, int] = {}  # LUN field -> LUN, for the direct path (bounded)
 
     # ============================================================================== edge interface
@@ -591,14 +592,23 @@ class Connection:
         window.pass_through(cmdsn)
         statsn = self.statsn
         self.statsn = (statsn + 1) & 0xFFFFFFFF
+        hd, dd = self.wire_digests
         if result is True:
-            self._emit(SendWire((codec.good_scsi_response(itt, statsn, window.exp_cmdsn, window.max_cmdsn),)))
+            header = codec.good_scsi_response(itt, statsn, window.exp_cmdsn, window.max_cmdsn)
+            if hd:
+                self._emit(SendWire(tuple(codec.wire_segments(header, header_digest=True))))
+            else:
+                self._emit(SendWire((header,)))
         else:
             assert not isinstance(result, bool)
             n = len(result)
             header = codec.data_in_with_status(itt, lun_field, statsn, window.exp_cmdsn, window.max_cmdsn, n)
-            pad = _PADDING[n & 3]
-            self._emit(SendWire((header, result, pad) if pad else (header, result)))
+            if hd or dd or n & 3:
+                self._emit(
+                    SendWire(tuple(codec.wire_segments(header, result, header_digest=hd, data_digest=dd)))
+                )
+            else:
+                self._emit(SendWire((header, result)))
         return True
 
     def _send_r2ts(self, task: Task) -> None:

@@ -400,7 +400,7 @@ _ENCODERS: dict[type, Callable[[Any, int], bytearray]] = {
 
 def encode_pdu(
     pdu: Pdu, *, header_digest: bool = False, data_digest: bool = False
-) -> list[bytes | memoryview]:
+) -> list[bytes | bytearray | memoryview]:
     """Wire segments of `pdu` for a vectored send (e.g. `socket.sendmsg` / `transport.writelines`).
 
     Segment 1 is BHS + AHS (+ header digest); then, if there is data, the data segment itself (not copied)
@@ -418,9 +418,22 @@ def encode_pdu(
         header = encoder(pdu, dlen)
     except struct.error as exc:
         raise ValueError(f"{type(pdu).__name__}: field out of range: {exc}") from exc
+    return wire_segments(header, data, header_digest=header_digest, data_digest=data_digest)
+
+
+def wire_segments(
+    header: bytes | bytearray,
+    data: bytes | bytearray | memoryview = b"",
+    *,
+    header_digest: bool = False,
+    data_digest: bool = False,
+) -> list[bytes | bytearray | memoryview]:
+    """The wire segments of an encoded BHS (+ AHS) and its data segment: header (+ header digest), data (not
+    copied), padding (+ data digest)."""
     if header_digest:
-        header += digest.digest_bytes(header)
+        header = bytes(header) + digest.digest_bytes(header)
     hdr = bytes(header)
+    dlen = len(data)
     if not dlen:
         return [hdr]
     pad = _ZERO_PAD[dlen & 3]

@@ -178,8 +178,10 @@ class Initiator:
     async def _recv_one(self, timeout: float) -> Pdu:
         assert self.reader is not None
         while True:
-            raw = self.framer.next_pdu()
+            raw = self.framer.next_pdu()  # a header digest error raises FramingError
             if raw is not None:
+                if not raw.data_digest_ok:
+                    raise InitiatorError("data digest error in a PDU from the target")
                 pdu = codec.decode_pdu(raw)
                 statsn = getattr(pdu, "statsn", None)
                 counted = not (isinstance(pdu, DataIn) and not pdu.status_present) and not (

@@ -295,7 +295,9 @@ def _commands(rng: random.Random) -> list[tuple[str, Any]]:
     return out
 
 
-def _run_sequence(monkeypatch: pytest.MonkeyPatch, enabled: bool) -> tuple[list[tuple[Any, ...]], int]:
+def _run_sequence(
+    monkeypatch: pytest.MonkeyPatch, enabled: bool, digests: bool
+) -> tuple[list[tuple[Any, ...]], int]:
     taken = 0
     real = direct.execute
 
@@ -313,7 +315,9 @@ def _run_sequence(monkeypatch: pytest.MonkeyPatch, enabled: bool) -> tuple[list[
     async def main() -> None:
         port = free_port()
         async with running(simple_config(port)):
-            ini = await login("127.0.0.1", port)
+            keys = {"HeaderDigest": "CRC32C", "DataDigest": "CRC32C"} if digests else None
+            ini = await login("127.0.0.1", port, keys=keys)
+            assert ini.header_digest == ini.data_digest == digests
             base_statsn = None
             base_cmdsn = ini.cmdsn
             for kind, arg in _commands(random.Random(20261124)):
@@ -352,9 +356,13 @@ def _run_sequence(monkeypatch: pytest.MonkeyPatch, enabled: bool) -> tuple[list[
     return replies, taken
 
 
-def test_the_wire_is_the_same_with_and_without_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_direct, taken = _run_sequence(monkeypatch, True)
-    without, taken_off = _run_sequence(monkeypatch, False)
+@pytest.mark.parametrize("digests", [False, True], ids=["no-digests", "crc32c-digests"])
+def test_the_wire_is_the_same_with_and_without_the_direct_path(
+    monkeypatch: pytest.MonkeyPatch, digests: bool
+) -> None:
+    # (the test initiator checks every header and data digest it receives)
+    with_direct, taken = _run_sequence(monkeypatch, True, digests)
+    without, taken_off = _run_sequence(monkeypatch, False, digests)
     assert taken_off == 0
     assert len(with_direct) == len(without) == 160
     for i, (a, b) in enumerate(zip(with_direct, without, strict=True)):
