@@ -36,6 +36,35 @@ def initiators_of(*groups: Sequence[Mapping[str, Any]]) -> list[str]:
     return names
 
 
+#: fault labels closer than this fraction of the x range are merged into one ("a + b")
+LABEL_MERGE_FRACTION = 0.02
+#: successive labels closer than this fraction are set on alternating heights
+LABEL_STAGGER_FRACTION = 0.10
+
+
+def fault_labels(faults: Sequence[Mapping[str, Any]], span_s: float) -> list[tuple[float, str, int]]:
+    """(x, text, level) of the fault labels: faults injected within LABEL_MERGE_FRACTION of `span_s` of each
+    other share one label, and a label close to the previous one goes one level up (so none overlap)."""
+    points = sorted(
+        (float(f["injected_at_s"]), str(f.get("name") or fault_kind(f)))
+        for f in faults
+        if f.get("injected_at_s") is not None
+    )
+    merge, stagger = LABEL_MERGE_FRACTION * span_s, LABEL_STAGGER_FRACTION * span_s
+    groups: list[tuple[float, list[str]]] = []
+    for x, name in points:
+        if groups and x - groups[-1][0] <= merge:
+            if name not in groups[-1][1]:
+                groups[-1][1].append(name)
+        else:
+            groups.append((x, [name]))
+    out: list[tuple[float, str, int]] = []
+    for x, names in groups:
+        level = 1 - out[-1][2] if out and x - out[-1][0] < stagger else 0
+        out.append((x, " + ".join(names), level))
+    return out
+
+
 def _faults_on(ax: Axes, faults: Sequence[Mapping[str, Any]], label_them: bool) -> None:
     for f in faults:
         inj = f.get("injected_at_s")
@@ -45,16 +74,19 @@ def _faults_on(ax: Axes, faults: Sequence[Mapping[str, Any]], label_them: bool) 
         if cleared is not None and cleared > inj:
             ax.axvspan(inj, cleared, color=FAULT_COLOUR, alpha=0.10, lw=0, gid="fault-span")
         ax.axvline(inj, color=FAULT_COLOUR, ls="--", lw=1.2, gid="injection")
-        if label_them:
+    if label_them:
+        lo, hi = ax.get_xlim()
+        for x, text, level in fault_labels(faults, max(hi - lo, 1e-9)):
             ax.annotate(
-                str(f.get("name") or fault_kind(f)),
-                xy=(inj, 1.0),
+                text,
+                xy=(x, 1.0),
                 xycoords=("data", "axes fraction"),
-                xytext=(2, 2),
+                xytext=(2, 2 + 9 * level),
                 textcoords="offset points",
                 fontsize=7,
                 color=FAULT_COLOUR,
                 va="bottom",
+                gid="fault-label",
             )
 
 

@@ -213,19 +213,22 @@ class FdBackstore(Backstore):
 
     # -- Backstore verbs ---------------------------------------------------------------------------------
 
-    def read_nowait(self, offset: int, length: int) -> bytearray | None:
-        if not self._nowait_reads or length <= 0 or offset < 0 or offset + length > self.size:
-            return None
-        buf = bytearray(length)
+    def _read_page_cache(self, buf: bytearray, offset: int) -> int:
+        """`pread_nowait` into `buf`: the bytes the page cache gave, or -1 when this fd does not take RWF_NOWAIT
+        (then never tried again)."""
         try:
             got = pread_nowait(self.fd, buf, offset)
         except OSError as exc:
             raise BackstoreError(f"{self.path}: {exc.strerror or exc}") from exc
-        if got == length:
-            return buf
         if got < 0:
             self._nowait_reads = False
-        return None
+        return got
+
+    def read_nowait(self, offset: int, length: int) -> bytearray | None:
+        if not self._nowait_reads or length <= 0 or offset < 0 or offset + length > self.size:
+            return None
+        buf = bytearray(length)
+        return buf if self._read_page_cache(buf, offset) == length else None
 
     def write_nowait(self, offset: int, data: bytes | bytearray | memoryview, fua: bool = False) -> bool:
         # buffered (write-back, no FUA) writes only: they copy into the page cache
@@ -260,15 +263,10 @@ class FdBackstore(Backstore):
         fd = self.fd
         if self._nowait_reads:
             buf = bytearray(length)
-            try:
-                got = pread_nowait(fd, buf, offset)
-            except OSError as exc:
-                raise BackstoreError(f"{self.path}: {exc.strerror or exc}") from exc
+            got = self._read_page_cache(buf, offset)
             if got == length:
                 return buf
-            if got < 0:
-                self._nowait_reads = False
-            else:
+            if got >= 0:
                 await self._run(pread_into, fd, buf, offset, got)
                 return buf
         return await self._run(pread_full, fd, offset, length)
@@ -279,19 +277,11 @@ class FdBackstore(Backstore):
         self._check_range(offset, len(data))
         if len(data) == 0:
             return
-        # write-through (write_back False): every write is durable before it completes
-        dsync = fua or not self.write_back
-        if not dsync and len(data) <= SYNC_WRITE_MAX:
-            now = time.monotonic()
-            if now >= self._sync_writes_after:
-                try:
-                    pwrite_full(self.fd, offset, data, False)
-                except OSError as exc:
-                    raise BackstoreError(f"{self.path}: {exc.strerror or exc}") from exc
-                if time.monotonic() - now > SLOW_WRITE_S:
-                    self._sync_writes_after = time.monotonic() + SLOW_BACKOFF_S
-                return
-        await self._run(pwrite_full, self.fd, offset, data, dsync)
+        # buffered writes on the loop when they cannot block (write_nowait); write-through (write_back False)
+        # and FUA writes are durable before they complete, in the pool
+        if self.write_nowait(offset, data, fua):
+            return
+        await self._run(pwrite_full, self.fd, offset, data, fua or not self.write_back)
 
     async def flush(self) -> None:
         if self.read_only:

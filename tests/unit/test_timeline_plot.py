@@ -2,7 +2,7 @@ from matplotlib.figure import Figure
 
 from lab.metrics import summarize_faults
 from lab.plots.stalls import bar_table, stall_bars_figure
-from lab.plots.timeline import timeline_figure
+from lab.plots.timeline import fault_labels, timeline_figure
 from lab.plots.trend import trend_figure, trend_metrics
 
 
@@ -123,3 +123,22 @@ def test_trend_over_runs(tmp_path):
     fig.savefig(tmp_path / "trend.png", dpi=60)
     empty = trend_figure([], title="none")
     assert any(t.get_text() == "no indexed metrics" for t in empty.axes[0].texts)
+
+
+def test_fault_labels_at_the_same_time_do_not_overlap():
+    faults = [
+        {"name": "cut-a", "injected_at_s": 20.0},
+        {"name": "cut-b", "injected_at_s": 20.3},  # the same instant at this scale: one label
+        {"name": "kill", "injected_at_s": 23.0},  # close: the next height
+        {"name": "restore", "injected_at_s": 60.0},  # far: the first height again
+        {"fault": "lun-reset", "injected_at_s": None},  # never injected: no label
+    ]
+    assert fault_labels(faults, 100.0) == [
+        (20.0, "cut-a + cut-b", 0),
+        (23.0, "kill", 1),
+        (60.0, "restore", 0),
+    ]
+    probes, tp, _ = _drill()
+    fig = timeline_figure(probes, tp, faults[:4], [], title="two at once")
+    texts = sorted(a.get_text() for a in _gids(fig, "fault-label"))
+    assert texts == ["cut-a + cut-b", "kill", "restore"]  # on the first subplot only
