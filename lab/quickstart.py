@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from lab.netutil import free_port, wait_for_port
 
 IQN = "iqn.2026-11.org.example:sanlab-demo"
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +34,6 @@ class Step:
     passed: bool
     seconds: float
     output: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lio_saveconfig(image: Path, port: int, size: int) -> dict[str, object]:
@@ -81,19 +76,6 @@ def lio_saveconfig(image: Path, port: int, size: int) -> dict[str, object]:
     }
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
 def run_step(name: str, command: list[str], expect: str | None = None, timeout: float = 120.0) -> Step:
     t0 = time.monotonic()
     try:
@@ -125,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     url = f"iscsi://127.0.0.1:{port}/{IQN}/0"
     try:
-        up = wait_port(port, proc)
+        up = wait_for_port("127.0.0.1", port, 30.0, proc, connect_timeout_s=0.5)
         steps.append(Step("target listening", [sanlab, "target", "serve"], up, 0.0, ""))
         if up:
             steps += [

@@ -16,16 +16,37 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.bench.workloads import format_size
+from lab.netutil import free_port, wait_for_port
+
+__all__ = [
+    "IQN",
+    "KINDS",
+    "BenchTarget",
+    "TargetStartError",
+    "Tgtd",
+    "describe_lun",
+    "free_port",
+    "prefill",
+    "run_tgtd",
+    "sanlab_command",
+    "sanlab_config",
+    "spawn_logged",
+    "start",
+    "start_sanlab",
+    "start_tgtd",
+    "stop_process",
+    "tgtadm",
+    "tgtd_control_port",
+    "wait_for_port",
+]
 
 KINDS = ("sanlab", "tgtd")
 IQN = {"sanlab": "iqn.2026-11.org.example.sanlab:bench", "tgtd": "iqn.2026-11.org.example.tgtd:bench"}
@@ -52,12 +73,6 @@ class BenchTarget:
         return f"iscsi://{self.host}:{self.port}/{self.iqn}/{self.lun if lun is None else lun}"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def prefill(path: Path, size: int) -> Path:
     """`path` of exactly `size` bytes with every byte written (a 1 MiB pseudo-random block repeated), so no
     part is a hole; kept when it already has that size and no holes (reused across runs)."""
@@ -76,19 +91,6 @@ def prefill(path: Path, size: int) -> Path:
             left -= n
     os.replace(tmp, path)
     return path
-
-
-def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def sanlab_config(
@@ -124,19 +126,53 @@ def sanlab_config(
     return dump_config(cfg)
 
 
-def _sanlab_command(config: Path) -> list[str]:
+def sanlab_command(config: Path, *extra: str) -> list[str]:
+    """`sanlab target serve --config CONFIG EXTRA...` with this interpreter's `sanlab` (else `-m target.cli.main`)."""
     exe = Path(sys.executable).parent / "sanlab"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "target.cli.main"]
-    return [*base, "target", "serve", "--config", str(config), "--no-api", "--log-level", "warning"]
+    return [*base, "target", "serve", "--config", str(config), *extra]
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def spawn_logged(
+    cmd: list[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    append: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session, stdin from /dev/null, stdout and stderr into `log` (truncated first, or
+    appended to); `env` None inherits this process's environment."""
+    with open(log, "ab" if append else "wb") as out:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes],
+    sig: int = signal.SIGTERM,
+    *,
+    timeout_s: float = STOP_TIMEOUT_S,
+    log: Path | None = None,
+    tag: str = "bench",
+) -> None:
+    """Send `sig`, wait up to `timeout_s`, then SIGKILL (a line in `log` says so when given) and wait again."""
     if proc.poll() is not None:
         return
     proc.send_signal(sig)
     try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(f"\n[{tag}] no exit {timeout_s:.0f} s after {signal.Signals(sig).name}: SIGKILL\n")
         proc.kill()
         proc.wait(timeout=STOP_TIMEOUT_S)
 
@@ -157,31 +193,114 @@ def start_sanlab(
     config = workdir / "sanlab-config.json"
     config.write_text(json.dumps(sanlab_config(files, size, host, port, workdir / "state"), indent=1))
     log = workdir / "sanlab-target.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _sanlab_command(config),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            start_new_session=True,
-        )
+    proc = spawn_logged(
+        sanlab_command(config, "--no-api", "--log-level", "warning"),
+        log,
+        cwd=workdir,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     try:
         if not wait_for_port(host, port, READY_TIMEOUT_S, proc):
             raise TargetStartError(f"sanlab target not accepting on {host}:{port}; log:\n{_tail(log)}")
         yield BenchTarget("sanlab", proc.pid, host, port, IQN["sanlab"], 0, log)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
-def tgtadm(control_port: int, log: Path, *args: str) -> None:
+# ---------------------------------------------------------------- tgtd (also used by tests/support/target_process.py)
+
+
+def tgtadm(control_port: int, log: Path, *args: str, tag: str = "bench", log_success: bool = False) -> None:
+    """One `tgtadm -C CTL --lld iscsi ARGS` call; failures (and with `log_success` every call) are noted in `log`
+    as `[tag] command -> status output`; a failure raises TargetStartError."""
     cmd = ["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    if proc.returncode != 0:
+    if log_success or proc.returncode != 0:
         with open(log, "a") as f:
-            f.write(f"[bench] {' '.join(cmd)} -> {proc.returncode} {proc.stdout}{proc.stderr}\n")
+            f.write(f"[{tag}] {' '.join(cmd)} -> {proc.returncode} {proc.stdout}{proc.stderr}\n")
+    if proc.returncode != 0:
         raise TargetStartError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+
+
+def tgtd_control_port(port: int) -> int:
+    """The control port (1..32767) that names tgtd's management socket, derived from its (free) iSCSI port."""
+    return 1 + port % 32767
+
+
+@dataclass(frozen=True)
+class Tgtd:
+    """A running `tgtd -f` and the `tgtadm` verbs that configure it (each call logged as `tgtadm()` says)."""
+
+    proc: subprocess.Popen[bytes]
+    control_port: int
+    log: Path
+    tag: str = "bench"
+    log_success: bool = False
+
+    def adm(self, *args: str) -> None:
+        tgtadm(self.control_port, self.log, *args, tag=self.tag, log_success=self.log_success)
+
+    def add_portal(self, host: str, port: int) -> None:
+        self.adm("--mode", "portal", "--op", "new", "--param", f"portal={host}:{port}")
+
+    def add_target(self, iqn: str, files: list[Path], tid: int = 1) -> None:
+        """Target `tid` named `iqn` with `files` as LUNs 1..N (rdwr backing store; tgtd keeps LUN 0 for its
+        controller), open to every initiator address (tgtd then checks the name list when it is non-empty)."""
+        self.adm("--mode", "target", "--op", "new", "--tid", str(tid), "-T", iqn)
+        for lun, f in enumerate(files, start=1):
+            self.adm(
+                "--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun), "-b", str(f)
+            )
+        self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", "ALL")
+
+    def bind_initiator(self, name: str, tid: int = 1) -> None:
+        self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-name", name)
+
+    def add_account(
+        self, user: str, password: str, *, tid: int | None = None, outgoing: bool = False
+    ) -> None:
+        """A CHAP account bound to target `tid`, or with `tid` None tgtd's global one (what SendTargets discovery
+        sessions use); `outgoing`: the target's own credentials for mutual CHAP."""
+        self.adm("--mode", "account", "--op", "new", "--user", user, "--password", password)
+        where = [] if tid is None else ["--tid", str(tid)]
+        self.adm(
+            "--mode", "account", "--op", "bind", *where, "--user", user, *(["--outgoing"] if outgoing else [])
+        )
+
+
+@contextmanager
+def run_tgtd(
+    host: str,
+    port: int,
+    log: Path,
+    *,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+    tag: str = "bench",
+    log_success: bool = False,
+    graceful_stop: bool = False,
+) -> Iterator[Tgtd]:
+    """`tgtd -f` with its first portal on `host:port` (output into `log`), yielded once it accepts connections.
+    When the context ends tgtd is killed outright (it ignores SIGTERM), or with `graceful_stop` first asked to
+    shut down through `tgtadm --mode system --op delete`."""
+    if shutil.which("tgtd") is None:
+        raise TargetStartError("tgtd is not installed: run scripts/setup-host.sh (Debian package tgt)")
+    control_port = tgtd_control_port(port)
+    proc = spawn_logged(["tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal={host}:{port}"], log)
+    tgtd = Tgtd(proc, control_port, log, tag, log_success)
+    try:
+        if not wait_for_port(host, port, ready_timeout_s, proc):
+            raise TargetStartError(f"tgtd not accepting on {host}:{port}; log:\n{_tail(log)}")
+        yield tgtd
+    finally:
+        if graceful_stop and proc.poll() is None:
+            try:
+                tgtd.adm("--mode", "system", "--op", "delete")
+                proc.wait(timeout=5)
+            except (TargetStartError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT_S)
+        else:
+            stop_process(proc, signal.SIGKILL)
 
 
 @contextmanager
@@ -189,46 +308,11 @@ def start_tgtd(
     files: list[Path], workdir: Path, host: str = "127.0.0.1", port: int | None = None
 ) -> Iterator[BenchTarget]:
     """tgtd with `files` as LUNs 1..N (rdwr backing store, tgtd's defaults: write cache on)."""
-    if shutil.which("tgtd") is None:
-        raise TargetStartError("tgtd is not installed: run scripts/setup-host.sh (Debian package tgt)")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    control_port = 1 + port % 32767
-    log = workdir / "tgtd.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal={host}:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        if not wait_for_port(host, port, READY_TIMEOUT_S, proc):
-            raise TargetStartError(f"tgtd not accepting on {host}:{port}; log:\n{_tail(log)}")
-        iqn = IQN["tgtd"]
-        tgtadm(control_port, log, "--mode", "target", "--op", "new", "--tid", "1", "-T", iqn)
-        for i, f in enumerate(files, start=1):
-            tgtadm(
-                control_port,
-                log,
-                "--mode",
-                "logicalunit",
-                "--op",
-                "new",
-                "--tid",
-                "1",
-                "--lun",
-                str(i),
-                "-b",
-                str(f),
-            )
-        tgtadm(
-            control_port, log, "--mode", "target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL"
-        )
-        yield BenchTarget("tgtd", proc.pid, host, port, iqn, 1, log)
-    finally:
-        _stop(proc, signal.SIGKILL)
+    with run_tgtd(host, port, workdir / "tgtd.log") as tgtd:
+        tgtd.add_target(IQN["tgtd"], files)
+        yield BenchTarget("tgtd", tgtd.proc.pid, host, port, IQN["tgtd"], 1, tgtd.log)
 
 
 @contextmanager

@@ -5,45 +5,17 @@ TPG closes exactly the sessions it must, nothing else is disturbed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from iscsi_initiator import Initiator
-from loopback_target import IQN, free_port, login, simple_config
+from loopback_target import IQN, free_port, login, managed, simple_config
 
-from target.api.manager import Manager
-from target.config.model import AclConfig, Config
-from target.runtime import build_runtime
-from target.server import TargetServer, serve
+from target.config.model import AclConfig
 
 HOST = "127.0.0.1"
 TUR = bytes(6)
 REPORT_LUNS = bytes([0xA0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0, 0])
 READ_CAPACITY10 = bytes([0x25]) + bytes(9)
 OTHER = "iqn.2024-01.org.sanlab:other-initiator"
-
-
-@contextlib.asynccontextmanager
-async def managed(config: Config) -> AsyncIterator[tuple[TargetServer, Manager]]:
-    ready, stop = asyncio.Event(), asyncio.Event()
-    servers: list[TargetServer] = []
-    managers: list[Manager] = []
-    task = asyncio.create_task(
-        serve(
-            config,
-            ready=ready,
-            stop=stop,
-            server_out=servers,
-            manager_out=managers,
-            runtime=build_runtime(config),
-        )
-    )
-    await asyncio.wait_for(ready.wait(), 5)
-    try:
-        yield servers[0], managers[0]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 def sense_key_asc(reply: object) -> tuple[int, int, int]:

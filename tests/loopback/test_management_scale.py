@@ -5,47 +5,19 @@ config with one difference). Only a generous sanity bound is asserted; the figur
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 from iscsi_initiator import Initiator
-from loopback_target import IQN, free_port, simple_config
+from loopback_target import IQN, free_port, managed, simple_config
 
-from target.api.manager import Manager
 from target.config.diff import flatten, unflatten
-from target.runtime import build_runtime
-from target.server import ManagementOptions, TargetServer, serve
+from target.server import ManagementOptions
 
 LUNS = 1000
 SESSIONS = 100
 SANITY_S = 5.0  # generous: the figures are what matters
-
-
-@contextlib.asynccontextmanager
-async def managed(config, sock: Path) -> AsyncIterator[tuple[TargetServer, Manager]]:  # type: ignore[no-untyped-def]
-    ready, stop = asyncio.Event(), asyncio.Event()
-    servers: list[TargetServer] = []
-    managers: list[Manager] = []
-    task = asyncio.create_task(
-        serve(
-            config,
-            ready=ready,
-            stop=stop,
-            server_out=servers,
-            manager_out=managers,
-            runtime=build_runtime(config),
-            management=ManagementOptions(socket_path=str(sock)),
-        )
-    )
-    await asyncio.wait_for(ready.wait(), 60)
-    try:
-        yield servers[0], managers[0]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 async def timed(coro: object) -> tuple[float, object]:
@@ -62,7 +34,9 @@ def test_thousand_luns_hundred_sessions(tmp_path: Path) -> None:
         sock = tmp_path / "scale.sock"
         figures: dict[str, float] = {}
         t0 = time.perf_counter()
-        async with managed(cfg, sock) as (_server, mgr):
+        async with managed(
+            cfg, management=ManagementOptions(socket_path=str(sock)), ready_timeout_s=60, stop_timeout_s=60
+        ) as (_server, mgr):
             figures["start target with 1000 LUNs (s)"] = time.perf_counter() - t0
             inis = []
             t = time.perf_counter()

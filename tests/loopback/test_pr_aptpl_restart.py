@@ -6,25 +6,14 @@ generation; the non-registered initiator still gets RESERVATION CONFLICT on a wr
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from iscsi_initiator import Initiator
-from target_process import (
-    TargetSpec,
-    _sanlab_command,
-    free_port,
-    lio_saveconfig,
-    make_backing_file,
-    wait_for_port,
-)
-
-from target.config.lio import import_saveconfig
-from target.config.native import dump_config
+from loopback_target import login_ready
+from target_process import free_port, sanlab_serving, write_native_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,41 +21,8 @@ KEY_A, KEY_B = 0xA1A1A1A1A1A1A1A1, 0xB2B2B2B2B2B2B2B2
 CONFLICT = 0x18
 
 
-def write_config(tmp: Path, port: int) -> Path:
-    spec = TargetSpec(
-        backing_file=make_backing_file(tmp / "disk0.img", 16 * 1024 * 1024),
-        portals=[("127.0.0.1", port)],
-        lun_size=16 * 1024 * 1024,
-    )
-    cfg, _ = import_saveconfig(lio_saveconfig(spec))
-    cfg.state_dir = str(tmp / "state" / "not-yet-created")
-    path = tmp / "config.json"
-    path.write_text(json.dumps(dump_config(cfg), indent=1))
-    return path
-
-
-def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [*_sanlab_command(config), "--no-api"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    assert wait_for_port("127.0.0.1", port, 30.0, proc), log.read_text()[-3000:]
-    return proc
-
-
 async def session(port: int, name: str, isid: int, iqn: str) -> Initiator:
-    ini = Initiator(name, isid)
-    await ini.connect("127.0.0.1", port)
-    await ini.login(iqn)
-    # clear power-on / nexus unit attentions
-    for _ in range(4):
-        if (await ini.scsi(bytes(6))).status == 0:
-            break
-    return ini
+    return await login_ready("127.0.0.1", port, iqn, name=name, isid=isid)  # unit attentions read
 
 
 def prout(sa: int, key: int, sa_key: int = 0, pr_type: int = 0, flags: int = 0) -> tuple[bytes, bytes]:
@@ -101,29 +57,26 @@ async def after_restart(port: int, iqn: str) -> tuple[bytes, int, int]:
     return status.data, by_outsider.status, by_holder.status
 
 
+def write_config(tmp: Path, port: int) -> tuple[Path, str]:
+    config, spec = write_native_config(tmp, port, tmp / "state" / "not-yet-created")
+    return config, spec.iqn
+
+
 def test_aptpl_survives_kill_9(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, port)
-    iqn = json.loads(config.read_text())["targets"][0]["wwn"]
+    config, iqn = write_config(tmp_path, port)
     log = tmp_path / "target.log"
-    proc = start(config, port, log)
-    try:
-        before = asyncio.run(before_crash(port, iqn))
-        saved = list((tmp_path / "state" / "not-yet-created" / "pr").glob("*.json"))
-        assert len(saved) == 1, "APTPL state must be on disk before the command completed"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGKILL
-    proc = start(config, port, log)
-    try:
-        after, outsider, holder = asyncio.run(after_restart(port, iqn))
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with sanlab_serving(config, port, log) as proc:
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            before = asyncio.run(before_crash(port, iqn))
+            saved = list((tmp_path / "state" / "not-yet-created" / "pr").glob("*.json"))
+            assert len(saved) == 1, "APTPL state must be on disk before the command completed"
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    with sanlab_serving(config, port, log):
+        after, outsider, holder = asyncio.run(after_restart(port, iqn))
     # 2 registrations; generation 2 (two registrations; RESERVE does not count)
     assert before[:4] == (2).to_bytes(4, "big")
     assert after == before
@@ -146,26 +99,18 @@ def test_unreadable_aptpl_file_is_a_lost_reservation(tmp_path: Path) -> None:
     """SPC-4 5.13.5.3.2 through a real process: a corrupt APTPL file -> DATA PROTECT / PERSISTENT RESERVATION
     INFORMATION LOST on READ, INQUIRY passes, REPLACE LOST RESERVATION ends the condition; the file is kept."""
     port = free_port()
-    config = write_config(tmp_path, port)
-    iqn = json.loads(config.read_text())["targets"][0]["wwn"]
+    config, iqn = write_config(tmp_path, port)
     pr_dir = tmp_path / "state" / "not-yet-created" / "pr"
-    proc = start(config, port, tmp_path / "target.log")
-    try:
-        asyncio.run(before_crash(port, iqn))
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    with sanlab_serving(config, port, tmp_path / "target.log") as proc:
+        try:
+            asyncio.run(before_crash(port, iqn))
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
     (saved,) = pr_dir.glob("*.json")
     saved.write_bytes(saved.read_bytes()[:40])  # torn: not JSON any more
-    proc = start(config, port, tmp_path / "target.log")
-    try:
+    with sanlab_serving(config, port, tmp_path / "target.log"):
         status, sense, inquiry, replaced, after = asyncio.run(lost_then_replaced(port, iqn))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     assert status == 0x02 and (sense[2] & 0x0F, sense[12], sense[13]) == (0x07, 0x44, 0x01)
     assert (inquiry, replaced, after) == (0, 0, 0)
     assert len(list(pr_dir.glob("*.json.corrupt-*"))) == 1

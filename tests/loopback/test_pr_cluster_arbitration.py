@@ -15,24 +15,13 @@ arbitration; timings are shortened and no Windows software is involved.
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from iscsi_initiator import Initiator
-from target_process import (
-    TargetSpec,
-    _sanlab_command,
-    free_port,
-    lio_saveconfig,
-    make_backing_file,
-    wait_for_port,
-)
+from loopback_target import login_ready
+from target_process import free_port, sanlab_serving, write_native_config
 
-from target.config.lio import import_saveconfig
-from target.config.native import dump_config
 from target.scsi.sense import parse_sense
 
 pytestmark = pytest.mark.slow
@@ -51,13 +40,7 @@ def prout(sa: int, key: int, sa_key: int = 0, pr_type: int = 0) -> tuple[bytes, 
 
 
 async def node(port: int, name: str, isid: int, iqn: str) -> Initiator:
-    ini = Initiator(name, isid)
-    await ini.connect("127.0.0.1", port)
-    await ini.login(iqn)
-    for _ in range(4):
-        if (await ini.scsi(bytes(6))).status == GOOD:
-            break
-    return ini
+    return await login_ready("127.0.0.1", port, iqn, name=name, isid=isid)  # unit attentions read
 
 
 async def holder(ini: Initiator) -> tuple[int, int]:
@@ -119,30 +102,6 @@ async def arbitration(port: int, iqn: str) -> None:
 
 def test_cluster_arbitration_replay(tmp_path: Path) -> None:
     port = free_port()
-    spec = TargetSpec(
-        backing_file=make_backing_file(tmp_path / "disk0.img", 16 * 1024 * 1024),
-        portals=[("127.0.0.1", port)],
-        lun_size=16 * 1024 * 1024,
-    )
-    cfg, _ = import_saveconfig(lio_saveconfig(spec))
-    cfg.state_dir = str(tmp_path / "state")
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(dump_config(cfg)))
-    log = tmp_path / "target.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*_sanlab_command(config), "--no-api"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        assert wait_for_port("127.0.0.1", port, 30.0, proc), log.read_text()[-3000:]
+    config, spec = write_native_config(tmp_path, port, tmp_path / "state")
+    with sanlab_serving(config, port, tmp_path / "target.log"):
         asyncio.run(arbitration(port, spec.iqn))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 from iscsi_initiator import Initiator
 
+from lab.netutil import free_port as free_port  # re-exported: the loopback tests import it from here
+from target.api.manager import Manager
 from target.config.model import (
     AclConfig,
     AuthConfig,
@@ -21,17 +24,10 @@ from target.config.model import (
     TpgConfig,
 )
 from target.runtime import build_runtime
-from target.server import TargetServer, serve
+from target.server import ManagementOptions, TargetServer, serve
 
 IQN = "iqn.2024-01.org.sanlab:loop"
 INITIATOR = "iqn.2024-01.org.sanlab:test-initiator"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def have_ipv6_loopback() -> bool:
@@ -106,23 +102,46 @@ def simple_config(
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config) -> AsyncIterator[TargetServer]:
-    """Serve `config` in this loop until the block ends (then a graceful shutdown)."""
+async def managed(
+    config: Config,
+    *,
+    management: ManagementOptions | None = None,
+    ready_timeout_s: float = 5.0,
+    stop_timeout_s: float = 15.0,
+) -> AsyncIterator[tuple[TargetServer, Manager]]:
+    """Serve `config` in this loop (with `management`: its API socket, persistence, ...) until the block ends,
+    then shut down gracefully; yields the server and its management `Manager`."""
     ready, stop = asyncio.Event(), asyncio.Event()
-    out: list[TargetServer] = []
+    servers: list[TargetServer] = []
+    managers: list[Manager] = []
     task = asyncio.create_task(
-        serve(config, ready=ready, stop=stop, server_out=out, runtime=build_runtime(config))
+        serve(
+            config,
+            ready=ready,
+            stop=stop,
+            server_out=servers,
+            manager_out=managers,
+            runtime=build_runtime(config),
+            management=management,
+        )
     )
     try:
-        await asyncio.wait_for(ready.wait(), 5)
+        await asyncio.wait_for(ready.wait(), ready_timeout_s)
     except BaseException:
         task.cancel()
         raise
     try:
-        yield out[0]
+        yield servers[0], managers[0]
     finally:
         stop.set()
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, stop_timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[TargetServer]:
+    """Serve `config` in this loop until the block ends (then a graceful shutdown)."""
+    async with managed(config) as (server, _manager):
+        yield server
 
 
 async def login(
@@ -137,4 +156,14 @@ async def login(
     ini = Initiator(initiator_name=name, isid=isid)
     await ini.connect(host, port)
     await ini.login(target, **kw)  # type: ignore[arg-type]
+    return ini
+
+
+async def login_ready(host: str, port: int, target: str = IQN, *, tries: int = 4, **kw: Any) -> Initiator:
+    """`login(host, port, target, **kw)`, then TEST UNIT READY until GOOD (at most `tries` times): the power-on /
+    nexus unit attentions are read, so the next command sees the LU's real state."""
+    ini = await login(host, port, target, **kw)
+    for _ in range(tries):
+        if (await ini.scsi(bytes(6))).status == 0:
+            break
     return ini

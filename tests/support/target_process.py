@@ -10,17 +10,16 @@ Both give a `RunningTarget` with the IQN, portals, the LUN number that holds the
 0 for its controller, so its disk is LUN 1), the backing file path (tests check what landed on disk) and
 `url()` for libiscsi-style URLs. The process log is kept in the work directory; `start_target()` stops the
 process with SIGTERM (then SIGKILL) when the context ends.
+
+Process and tgtd plumbing (spawning, stopping, `tgtadm`) is lab/bench/targets.py's, shared with the bench; the
+TCP helpers `free_port` / `wait_for_port` are lab/netutil.py's, re-exported here for the tests that import them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,14 +28,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from lab.bench.targets import TargetStartError, run_tgtd, sanlab_command, spawn_logged, stop_process
+from lab.netutil import free_port, wait_for_port
+
+__all__ = [
+    "DEFAULT_IQN",
+    "TARGET_KINDS",
+    "Chap",
+    "RunningTarget",
+    "TargetSpec",
+    "TargetStartError",
+    "free_port",
+    "lio_saveconfig",
+    "make_backing_file",
+    "sanlab_serving",
+    "start_target",
+    "wait_for_port",
+    "write_native_config",
+]
+
 TARGET_KINDS = ("sanlab", "tgtd")
 DEFAULT_IQN = "iqn.2026-11.org.example.sanlab:test"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
-
-
-class TargetStartError(RuntimeError):
-    """The target process did not come up; the message carries its log tail."""
 
 
 @dataclass(frozen=True)
@@ -103,35 +117,12 @@ class RunningTarget:
             return ""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def make_backing_file(path: Path, size: int) -> Path:
     """A sparse file of `size` bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.truncate(size)
     return path
-
-
-def wait_for_port(
-    host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
-) -> bool:
-    """True once `host:port` accepts a TCP connection; False after `timeout_s` or if `proc` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 # ---------------------------------------------------------------- LIO saveconfig.json for our target
@@ -208,28 +199,14 @@ def lio_saveconfig(spec: TargetSpec) -> dict[str, object]:
 
 
 def _sanlab_command(config_path: Path) -> list[str]:
-    exe = Path(sys.executable).parent / "sanlab"
-    if exe.exists():
-        return [str(exe), "target", "serve", "--config", str(config_path)]
-    return [sys.executable, "-m", "target.cli.main", "target", "serve", "--config", str(config_path)]
+    """`sanlab target serve --config CONFIG` (callers append options such as `--no-api`)."""
+    return sanlab_command(config_path)
 
 
-def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with open(log, "a") as f:
-            f.write(f"\n[harness] no exit {STOP_TIMEOUT_S:.0f} s after SIGTERM: SIGKILL\n")
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], spec: TargetSpec, log: Path, what: str) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], portals: list[tuple[str, int]], log: Path, what: str) -> None:
+    """Return once every portal accepts (READY_TIMEOUT_S in all), else TargetStartError with the log tail."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    for host, port in spec.portals:
+    for host, port in portals:
         if not wait_for_port(host, port, max(0.1, deadline - time.monotonic()), proc):
             status = f"exited {proc.returncode}" if proc.poll() is not None else "still running"
             tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
@@ -242,88 +219,43 @@ def _start_sanlab(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
     config_path.write_text(json.dumps(lio_saveconfig(spec), indent=2))
     log = workdir / "sanlab-target.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _sanlab_command(config_path),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
+    proc = spawn_logged(_sanlab_command(config_path), log, cwd=workdir, env=env)
     try:
-        _wait_ready(proc, spec, log, "sanlab target")
+        _wait_ready(proc, spec.portals, log, "sanlab target")
         yield RunningTarget(kind="sanlab", spec=spec, lun=0, log_path=log, pid=proc.pid)
     finally:
-        _stop(proc, log)
-
-
-def _tgtadm(control_port: int, log: Path, *args: str) -> None:
-    cmd = ["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    with open(log, "a") as f:
-        f.write(f"[harness] {' '.join(cmd)} -> {proc.returncode} {proc.stdout}{proc.stderr}\n")
-    if proc.returncode != 0:
-        raise TargetStartError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+        stop_process(proc, timeout_s=STOP_TIMEOUT_S, log=log, tag="harness")
 
 
 @contextmanager
 def _start_tgtd(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
-    if shutil.which("tgtd") is None:
-        raise TargetStartError("tgtd not installed (Debian package tgt)")
-    log = workdir / "tgtd.log"
-    # the control port (1..32767) names tgtd's management socket; derive it from the (free) iSCSI port
-    control_port = 1 + spec.portals[0][1] % 32767
-    first = spec.portals[0]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["tgtd", "-f", "-C", str(control_port), "--iscsi", f"portal={first[0]}:{first[1]}"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        if not wait_for_port(first[0], first[1], READY_TIMEOUT_S, proc):
-            raise TargetStartError(f"tgtd not accepting on {first}; log:\n{log.read_text(errors='replace')}")
-        adm = lambda *a: _tgtadm(control_port, log, *a)  # noqa: E731
-        for ip, port in spec.portals[1:]:
-            adm("--mode", "portal", "--op", "new", "--param", f"portal={ip}:{port}")
-        adm("--mode", "target", "--op", "new", "--tid", "1", "-T", spec.iqn)
-        adm("--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "-b", str(spec.backing_file))
-        # tgtd checks the initiator address list (any address here) and, when non-empty, the name list
-        adm("--mode", "target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL")
+    host, port = spec.portals[0]
+    with run_tgtd(
+        host,
+        port,
+        workdir / "tgtd.log",
+        ready_timeout_s=READY_TIMEOUT_S,
+        tag="harness",
+        log_success=True,
+        graceful_stop=True,
+    ) as tgtd:
+        for ip, extra_port in spec.portals[1:]:
+            tgtd.add_portal(ip, extra_port)
+        tgtd.add_target(spec.iqn, [spec.backing_file])
         if not spec.demo_mode:
             for initiator in spec.acl_initiators:
-                adm("--mode", "target", "--op", "bind", "--tid", "1", "--initiator-name", initiator)
+                tgtd.bind_initiator(initiator)
         if spec.chap:
-            adm("--mode", "account", "--op", "new", "--user", spec.chap.user, "--password", spec.chap.secret)
-            adm("--mode", "account", "--op", "bind", "--tid", "1", "--user", spec.chap.user)
+            tgtd.add_account(spec.chap.user, spec.chap.secret, tid=1)
         if spec.mutual_chap:
-            m = spec.mutual_chap
-            adm("--mode", "account", "--op", "new", "--user", m.user, "--password", m.secret)
-            adm("--mode", "account", "--op", "bind", "--tid", "1", "--user", m.user, "--outgoing")
-        # an account bound without --tid is tgtd's global one, used for SendTargets discovery sessions
-        if spec.discovery_chap:
-            d = spec.discovery_chap
-            adm("--mode", "account", "--op", "new", "--user", d.user, "--password", d.secret)
-            adm("--mode", "account", "--op", "bind", "--user", d.user)
+            tgtd.add_account(spec.mutual_chap.user, spec.mutual_chap.secret, tid=1, outgoing=True)
+        if spec.discovery_chap:  # no target id: tgtd's global account, used by SendTargets discovery sessions
+            tgtd.add_account(spec.discovery_chap.user, spec.discovery_chap.secret)
         if spec.discovery_mutual_chap:
             dm = spec.discovery_mutual_chap
-            adm("--mode", "account", "--op", "new", "--user", dm.user, "--password", dm.secret)
-            adm("--mode", "account", "--op", "bind", "--user", dm.user, "--outgoing")
-        _wait_ready(proc, spec, log, "tgtd")
-        yield RunningTarget(kind="tgtd", spec=spec, lun=1, log_path=log, pid=proc.pid)
-    finally:
-        # tgtd ignores SIGTERM: ask it to shut down through its control socket, then kill
-        if proc.poll() is None:
-            try:
-                _tgtadm(control_port, log, "--mode", "system", "--op", "delete")
-                proc.wait(timeout=5)
-            except (TargetStartError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait(timeout=10)
+            tgtd.add_account(dm.user, dm.secret, outgoing=True)
+        _wait_ready(tgtd.proc, spec.portals, tgtd.log, "tgtd")
+        yield RunningTarget(kind="tgtd", spec=spec, lun=1, log_path=tgtd.log, pid=tgtd.proc.pid)
 
 
 @contextmanager
@@ -340,3 +272,42 @@ def start_target(kind: str, spec: TargetSpec, workdir: Path) -> Iterator[Running
             yield running
     else:
         raise ValueError(f"unknown target kind {kind!r}; one of {TARGET_KINDS}")
+
+
+# ---------------------------------------------------------------- our target from its native config, by hand
+
+
+def write_native_config(
+    workdir: Path, port: int, state_dir: Path, *, host: str = "127.0.0.1", lun_size: int = 16 * 1024 * 1024
+) -> tuple[Path, TargetSpec]:
+    """A one-LUN target on `host:port` (sparse backing file `workdir/disk0.img`, demo mode) written as the
+    project's native JSON config `workdir/config.json` through the LIO saveconfig import, with `state_dir` for
+    its persistent state (APTPL files); returns the config path and the spec (its `iqn`)."""
+    from target.config.lio import import_saveconfig
+    from target.config.native import dump_config
+
+    spec = TargetSpec(
+        backing_file=make_backing_file(workdir / "disk0.img", lun_size),
+        portals=[(host, port)],
+        lun_size=lun_size,
+    )
+    cfg, _ = import_saveconfig(lio_saveconfig(spec))
+    cfg.state_dir = str(state_dir)
+    path = workdir / "config.json"
+    path.write_text(json.dumps(dump_config(cfg), indent=1))
+    return path, spec
+
+
+@contextmanager
+def sanlab_serving(
+    config: Path, port: int, log: Path, *extra: str, host: str = "127.0.0.1"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`sanlab target serve --config CONFIG --no-api EXTRA...` (output appended to `log`, so restarts keep one
+    log), yielded once it accepts on `host:port`; SIGTERM (then SIGKILL) when the block ends unless it has
+    already exited (a test may kill it itself)."""
+    proc = spawn_logged(sanlab_command(config, "--no-api", *extra), log, append=True)
+    try:
+        _wait_ready(proc, [(host, port)], log, "sanlab target")
+        yield proc
+    finally:
+        stop_process(proc, timeout_s=STOP_TIMEOUT_S, log=log, tag="harness")

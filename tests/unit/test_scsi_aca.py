@@ -1,54 +1,24 @@
 """Auto contingent allegiance (SAM-5 5.9): NACA, the ACA task attribute, ACA ACTIVE, CLEAR ACA, resets, and the
 reset hooks that drop SBC per-nexus state (PREVENT ALLOW MEDIUM REMOVAL, held EXTENDED COPY results)."""
 
-# --- shared test scaffolding (copied into each test_scsi_* file: test modules cannot import each other) ---
 import asyncio
 
 import pytest
+from scsi_harness import N1, N2, MemBackstore, sense_of
 
-from target.backstore.base import Backstore
 from target.config.model import StorageObjectConfig
 from target.scsi import aca
-from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
+from target.scsi.command import LunAccess, ScsiRequest, ScsiStatus, TaskAttr
 from target.scsi.device import LogicalUnit, LuRegistry
 from target.scsi.dispatch import Dispatcher
 from target.scsi.opcodes import CommandSpec, OpcodeTable, usage
-from target.scsi.sense import parse_sense
 from target.scsi.spc import SPC_COMMANDS
 from target.scsi.task_set import TaskAborted, TmfResult
-
-N1 = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, "iqn.2003-01.org.example:t1", 1)
-N2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000002, "iqn.2003-01.org.example:t1", 1)
 
 TUR = bytes(6)
 TUR_NACA = bytes((0, 0, 0, 0, 0, 0x04))
 BAD_OPCODE_NACA = bytes((0xC7, 0, 0, 0, 0, 0x04))
 BAD_OPCODE = bytes((0xC7, 0, 0, 0, 0, 0))
-
-
-class MemBackstore(Backstore):
-    def __init__(self, size: int = 1 << 20, block_size: int = 512) -> None:
-        self.size = size
-        self.block_size = block_size
-        self.can_unmap = False
-        self.unmap_zeroes = False
-        self.write_back = True
-        self.buf = bytearray(size)
-
-    async def read(self, offset, length):
-        return bytes(self.buf[offset : offset + length])
-
-    async def write(self, offset, data, fua=False):
-        self.buf[offset : offset + len(data)] = data
-
-    async def flush(self):
-        return None
-
-
-def sense_of(result: ScsiResult):
-    assert result.status == ScsiStatus.CHECK_CONDITION
-    key, asc = parse_sense(result.sense)
-    return int(key), asc
 
 
 class Harness:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from iscsi_initiator import Initiator, InitiatorError
 
+from lab.netutil import free_port
 from target.config.model import (
     Config,
     LunConfig,
@@ -24,12 +24,6 @@ from target.runtime import Runtime, build_runtime
 from target.server import TargetServer, serve
 
 IQN = "iqn.2024-01.org.sanlab:loop"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_config(port: int) -> Config:
