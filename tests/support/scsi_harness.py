@@ -8,7 +8,9 @@ from target.config.model import StorageObjectConfig
 from target.scsi.command import LunAccess, Nexus, ScsiRequest, ScsiResult, ScsiStatus, TaskAttr
 from target.scsi.device import LogicalUnit, LuRegistry
 from target.scsi.dispatch import Dispatcher
+from target.scsi.opcodes import CommandSpec, OpcodeTable, usage
 from target.scsi.sense import parse_sense
+from target.scsi.spc import SPC_COMMANDS
 
 N1 = Nexus("iqn.1994-05.com.redhat:a", 0x23D000000001, "iqn.2003-01.org.example:t1", 1)
 N2 = Nexus("iqn.1994-05.com.redhat:b", 0x23D000000002, "iqn.2003-01.org.example:t1", 1)
@@ -62,3 +64,50 @@ def sense_of(result: ScsiResult):
     assert result.status == ScsiStatus.CHECK_CONDITION
     key, asc = parse_sense(result.sense)
     return int(key), asc
+
+
+class BlockingHarness:
+    """An LU with a vendor command (C0h, id in byte 1) whose handler blocks until its gate is released, for
+    task set ordering, task management and ACA tests. Nexuses N1 and N2 are known to it."""
+
+    def __init__(self, table=None, max_tasks=512):
+        self.started: list[int] = []
+        self.gates: dict[int, asyncio.Event] = {}
+        spec = CommandSpec(0xC0, "BLOCKER", 6, usage(0xC0, 0xFF, 0, 0, 0, 0), self._handler)
+        if table is None:
+            table = OpcodeTable([*SPC_COMMANDS, spec])
+        cfg = StorageObjectConfig(plugin="fileio", name="d", wwn="abc")
+        self.lu = LogicalUnit(MemBackstore(), cfg, table=table, max_tasks=max_tasks)
+        reg = LuRegistry()
+        reg.add(self.lu)
+        self.disp = Dispatcher(reg)
+        self.map = {0: LunAccess(self.lu)}
+        self.disp.nexus_created(N1)
+        self.disp.nexus_created(N2)
+        self._tag = 100
+
+    async def _handler(self, ctx):
+        ident = ctx.cdb[1]
+        self.started.append(ident)
+        await self.gate(ident).wait()
+        return ctx.good()
+
+    def gate(self, ident):
+        return self.gates.setdefault(ident, asyncio.Event())
+
+    def submit(self, ident, attr=TaskAttr.SIMPLE, nexus=N1):
+        """Start blocking command `ident` (also its tag) as a task; returns the future of its result."""
+        req = ScsiRequest(nexus, 0, bytes((0xC0, ident, 0, 0, 0, 0)), tag=ident, attr=attr, lun_map=self.map)
+        return asyncio.ensure_future(self.disp.execute(req))
+
+    async def cmd(self, raw, *, nexus=N1, attr=TaskAttr.SIMPLE, data_out=b""):
+        """Run one CDB to completion (tags from 101 up)."""
+        self._tag += 1
+        req = ScsiRequest(nexus, 0, raw, tag=self._tag, attr=attr, data_out=data_out, lun_map=self.map)
+        return await self.disp.execute(req)
+
+
+async def settle():
+    """Let every ready task run a few steps."""
+    for _ in range(5):
+        await asyncio.sleep(0)

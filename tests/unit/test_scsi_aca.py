@@ -4,15 +4,11 @@ reset hooks that drop SBC per-nexus state (PREVENT ALLOW MEDIUM REMOVAL, held EX
 import asyncio
 
 import pytest
-from scsi_harness import N1, N2, MemBackstore, sense_of
+from scsi_harness import N1, N2, BlockingHarness, sense_of, settle
 
-from target.config.model import StorageObjectConfig
 from target.scsi import aca
-from target.scsi.command import LunAccess, ScsiRequest, ScsiStatus, TaskAttr
-from target.scsi.device import LogicalUnit, LuRegistry
-from target.scsi.dispatch import Dispatcher
-from target.scsi.opcodes import CommandSpec, OpcodeTable, usage
-from target.scsi.spc import SPC_COMMANDS
+from target.scsi.command import ScsiStatus, TaskAttr
+from target.scsi.opcodes import OpcodeTable
 from target.scsi.task_set import TaskAborted, TmfResult
 
 TUR = bytes(6)
@@ -21,53 +17,12 @@ BAD_OPCODE_NACA = bytes((0xC7, 0, 0, 0, 0, 0x04))
 BAD_OPCODE = bytes((0xC7, 0, 0, 0, 0, 0))
 
 
-class Harness:
-    """An LU with a vendor command (C0h, id in byte 1) whose handler blocks until released."""
-
-    def __init__(self, table=None):
-        self.started: list[int] = []
-        self.gates: dict[int, asyncio.Event] = {}
-        spec = CommandSpec(0xC0, "BLOCKER", 6, usage(0xC0, 0xFF, 0, 0, 0, 0), self._handler)
-        if table is None:
-            table = OpcodeTable([*SPC_COMMANDS, spec])
-        cfg = StorageObjectConfig(plugin="fileio", name="d", wwn="abc")
-        self.lu = LogicalUnit(MemBackstore(), cfg, table=table)
-        reg = LuRegistry()
-        reg.add(self.lu)
-        self.disp = Dispatcher(reg)
-        self.map = {0: LunAccess(self.lu)}
-        self.disp.nexus_created(N1)
-        self.disp.nexus_created(N2)
-        self._tag = 100
-
-    async def _handler(self, ctx):
-        ident = ctx.cdb[1]
-        self.started.append(ident)
-        await self.gate(ident).wait()
-        return ctx.good()
-
-    def gate(self, ident):
-        return self.gates.setdefault(ident, asyncio.Event())
-
-    def submit(self, ident, attr=TaskAttr.SIMPLE, nexus=N1):
-        req = ScsiRequest(nexus, 0, bytes((0xC0, ident, 0, 0, 0, 0)), tag=ident, attr=attr, lun_map=self.map)
-        return asyncio.ensure_future(self.disp.execute(req))
-
-    async def cmd(self, raw, *, nexus=N1, attr=TaskAttr.SIMPLE, data_out=b""):
-        self._tag += 1
-        req = ScsiRequest(nexus, 0, raw, tag=self._tag, attr=attr, data_out=data_out, lun_map=self.map)
-        return await self.disp.execute(req)
-
+class Harness(BlockingHarness):
     async def fault(self, nexus=N1, attr=TaskAttr.SIMPLE):
         """Establish ACA from `nexus` with a failing NACA=1 command."""
         r = await self.cmd(BAD_OPCODE_NACA, nexus=nexus, attr=attr)
         assert sense_of(r) == (5, 0x2000)
         assert self.lu.aca.faulted == nexus
-
-
-async def _settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 # --- the CONTROL byte -----------------------------------------------------------------------------------------
@@ -161,7 +116,7 @@ def test_only_one_aca_task_at_a_time():
         h = Harness()
         await h.fault(N1)
         t1 = h.submit(1, TaskAttr.ACA)
-        await _settle()
+        await settle()
         assert h.started == [1]
         r = await h.cmd(TUR, attr=TaskAttr.ACA)
         assert r.status == ScsiStatus.ACA_ACTIVE
@@ -191,17 +146,17 @@ def test_dormant_tasks_are_blocked_until_clear_aca():
         h = Harness()
         t1 = h.submit(1)
         t2 = h.submit(2, TaskAttr.ORDERED)  # dormant behind task 1
-        await _settle()
+        await settle()
         assert h.started == [1]
         await h.fault(N2, TaskAttr.HEAD_OF_QUEUE)  # another nexus faults the shared task set
         h.gate(1).set()
         assert (await t1).status == ScsiStatus.GOOD  # an enabled task finishes
-        await _settle()
+        await settle()
         assert h.started == [1]  # task 2 is blocked by ACA
         # the ACA task runs although an ORDERED task waits
         assert (await h.cmd(TUR, nexus=N2, attr=TaskAttr.ACA)).status == ScsiStatus.GOOD
         assert await h.disp.clear_aca(N2, 0, lun_map=h.map) == TmfResult.FUNCTION_COMPLETE
-        await _settle()
+        await settle()
         assert h.started == [1, 2]
         h.gate(2).set()
         assert (await t2).status == ScsiStatus.GOOD
@@ -239,7 +194,7 @@ def test_clear_aca_from_the_faulted_nexus_aborts_the_aca_task():
         h = Harness()
         await h.fault(N1)
         t1 = h.submit(1, TaskAttr.ACA)
-        await _settle()
+        await settle()
         h.gate(1).set()
         assert await h.disp.clear_aca(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
         with pytest.raises(TaskAborted):

@@ -3,67 +3,26 @@
 import asyncio
 
 import pytest
-from scsi_harness import N1, N2, MemBackstore, sense_of
+from scsi_harness import N1, N2, BlockingHarness, sense_of, settle
 
-from target.config.model import StorageObjectConfig
-from target.scsi.command import LunAccess, ScsiRequest, ScsiStatus, TaskAttr
-from target.scsi.device import LogicalUnit, LuRegistry
-from target.scsi.dispatch import Dispatcher
-from target.scsi.opcodes import CommandSpec, OpcodeTable, usage
+from target.scsi.command import ScsiRequest, ScsiStatus, TaskAttr
 from target.scsi.sense import Asc
-from target.scsi.spc import SPC_COMMANDS
 from target.scsi.task_set import TaskAborted, TmfResult
-
-
-class Harness:
-    """An LU with a vendor command (C0h, id in byte 1) whose handler blocks until released."""
-
-    def __init__(self, max_tasks=512):
-        self.started: list[int] = []
-        self.gates: dict[int, asyncio.Event] = {}
-        spec = CommandSpec(0xC0, "BLOCKER", 6, usage(0xC0, 0xFF, 0, 0, 0, 0), self._handler)
-        table = OpcodeTable([*SPC_COMMANDS, spec])
-        cfg = StorageObjectConfig(plugin="fileio", name="d", wwn="abc")
-        self.lu = LogicalUnit(MemBackstore(), cfg, table=table, max_tasks=max_tasks)
-        reg = LuRegistry()
-        reg.add(self.lu)
-        self.disp = Dispatcher(reg)
-        self.map = {0: LunAccess(self.lu)}
-        self.disp.nexus_created(N1)
-        self.disp.nexus_created(N2)
-
-    async def _handler(self, ctx):
-        ident = ctx.cdb[1]
-        self.started.append(ident)
-        await self.gate(ident).wait()
-        return ctx.good()
-
-    def gate(self, ident):
-        return self.gates.setdefault(ident, asyncio.Event())
-
-    def submit(self, ident, attr=TaskAttr.SIMPLE, nexus=N1):
-        req = ScsiRequest(nexus, 0, bytes((0xC0, ident, 0, 0, 0, 0)), tag=ident, attr=attr, lun_map=self.map)
-        return asyncio.ensure_future(self.disp.execute(req))
-
-
-async def _settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 def test_ordered_waits_for_older_and_blocks_newer():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         t1 = h.submit(1)
         t2 = h.submit(2, TaskAttr.ORDERED)
         t3 = h.submit(3)
-        await _settle()
+        await settle()
         assert h.started == [1]
         h.gate(1).set()
-        await _settle()
+        await settle()
         assert h.started == [1, 2]
         h.gate(2).set()
-        await _settle()
+        await settle()
         assert h.started == [1, 2, 3]
         h.gate(3).set()
         results = await asyncio.gather(t1, t2, t3)
@@ -75,9 +34,9 @@ def test_ordered_waits_for_older_and_blocks_newer():
 
 def test_simple_tasks_run_concurrently():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         tasks = [h.submit(i) for i in (1, 2, 3)]
-        await _settle()
+        await settle()
         assert h.started == [1, 2, 3]
         for i in (1, 2, 3):
             h.gate(i).set()
@@ -88,18 +47,18 @@ def test_simple_tasks_run_concurrently():
 
 def test_head_of_queue_runs_first_and_blocks_dormant():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         t1 = h.submit(1)
         t2 = h.submit(2, TaskAttr.ORDERED)  # dormant behind 1
         t3 = h.submit(3, TaskAttr.HEAD_OF_QUEUE)  # runs at once
-        await _settle()
+        await settle()
         assert h.started == [1, 3]
         t4 = h.submit(4)  # behind the ORDERED one and the HEAD OF QUEUE one
         h.gate(1).set()
-        await _settle()
+        await settle()
         assert h.started == [1, 3]  # ORDERED still waits for the HEAD OF QUEUE task
         h.gate(3).set()
-        await _settle()
+        await settle()
         assert h.started == [1, 3, 2]
         h.gate(2).set()
         h.gate(4).set()
@@ -111,10 +70,10 @@ def test_head_of_queue_runs_first_and_blocks_dormant():
 
 def test_task_set_full_and_overlapped_tag():
     async def main():
-        h = Harness(max_tasks=2)
+        h = BlockingHarness(max_tasks=2)
         t1 = h.submit(1)
         t2 = h.submit(2)
-        await _settle()
+        await settle()
         r = await h.submit(3)
         assert r.status == ScsiStatus.TASK_SET_FULL
         r = await h.submit(1)  # tag 1 still in use on N1
@@ -128,7 +87,7 @@ def test_task_set_full_and_overlapped_tag():
 
 def test_aca_attribute_without_aca_condition_is_invalid_message_error():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         h.gate(1).set()
         r = await h.submit(1, TaskAttr.ACA)
         assert sense_of(r) == (5, 0x4900)  # SAM-5 8.6.5: ILLEGAL REQUEST / INVALID MESSAGE ERROR
@@ -139,16 +98,16 @@ def test_aca_attribute_without_aca_condition_is_invalid_message_error():
 
 def test_abort_task_running_dormant_and_missing():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         t1 = h.submit(1)
         t2 = h.submit(2, TaskAttr.ORDERED)
-        await _settle()
+        await settle()
         assert await h.disp.abort_task(N1, 0, 2, lun_map=h.map) == TmfResult.FUNCTION_COMPLETE
         with pytest.raises(TaskAborted):
             await t2  # dormant: never ran
         assert h.started == [1]
         abort = asyncio.ensure_future(h.disp.abort_task(N1, h.map[0], 1))
-        await _settle()
+        await settle()
         assert not abort.done()  # waits for the running task's I/O
         h.gate(1).set()
         assert await abort == TmfResult.FUNCTION_COMPLETE
@@ -162,10 +121,10 @@ def test_abort_task_running_dormant_and_missing():
 
 def test_abort_task_set_only_touches_own_nexus():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         t1 = h.submit(1, nexus=N1)
         t2 = h.submit(2, nexus=N2)
-        await _settle()
+        await settle()
         h.gate(1).set()
         assert await h.disp.abort_task_set(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
         with pytest.raises(TaskAborted):
@@ -179,11 +138,11 @@ def test_abort_task_set_only_touches_own_nexus():
 @pytest.mark.parametrize("tas", [True, False])
 def test_clear_task_set_tas(tas):
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         h.lu.tas = tas
         t1 = h.submit(1, nexus=N1)
         t2 = h.submit(2, nexus=N2)
-        await _settle()
+        await settle()
         h.gate(1).set()
         h.gate(2).set()
         assert await h.disp.clear_task_set(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
@@ -203,10 +162,10 @@ def test_clear_task_set_tas(tas):
 
 def test_lun_reset_aborts_releases_and_sets_ua_for_every_nexus():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         h.lu.reservations.reserve(N2)
         t2 = h.submit(2, nexus=N2)
-        await _settle()
+        await settle()
         h.gate(2).set()
         assert await h.disp.lun_reset(N1, 0, lun_map=h.map) == TmfResult.FUNCTION_COMPLETE
         assert (await t2).status == ScsiStatus.TASK_ABORTED  # TAS=1 by default
@@ -224,7 +183,7 @@ def test_lun_reset_aborts_releases_and_sets_ua_for_every_nexus():
 )
 def test_target_reset(cold, asc):
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         assert await h.disp.target_reset(N1, h.map, cold=cold) == TmfResult.FUNCTION_COMPLETE
         assert h.lu.ua.pending(N2) == [asc]
 
@@ -233,11 +192,11 @@ def test_target_reset(cold, asc):
 
 def test_clear_aca_without_aca_and_nexus_loss_aborts():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         assert await h.disp.clear_aca(N1, h.lu) == TmfResult.FUNCTION_COMPLETE
         assert await h.disp.clear_aca(N1, None) == TmfResult.LUN_DOES_NOT_EXIST
         t1 = h.submit(1)
-        await _settle()
+        await settle()
         h.gate(1).set()
         await h.disp.nexus_gone(N1)
         with pytest.raises(TaskAborted):
@@ -248,10 +207,10 @@ def test_clear_aca_without_aca_and_nexus_loss_aborts():
 
 def test_qerr_01_aborts_other_tasks_on_check_condition():
     async def main():
-        h = Harness()
+        h = BlockingHarness()
         h.lu.qerr = 1
         t2 = h.submit(2, nexus=N2)
-        await _settle()
+        await settle()
         h.gate(2).set()
         req = ScsiRequest(N1, 0, bytes((0xC7, 0, 0, 0, 0, 0)), tag=7, lun_map=h.map)
         assert sense_of(await h.disp.execute(req)) == (5, 0x2000)
