@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 from iscsi_initiator import Initiator, ScsiReply
-from target_process import free_port, make_backing_file, wait_for_port
+from target_process import free_port, make_backing_file, sanlab_serving
 
 pytestmark = pytest.mark.slow
 
@@ -166,27 +164,8 @@ def test_alua_and_pr_management_verbs_against_live_sessions(tmp_path: Path) -> N
     ports = (free_port(), free_port())
     config = write_config(tmp_path, ports)
     sock = tmp_path / "mgmt.sock"
-    log = tmp_path / "target.log"
-    with open(log, "ab") as f:
-        proc = subprocess.Popen(
-            [*sanlab(), "target", "serve", "--config", str(config), "--socket", str(sock)],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-    try:
-        for port in ports:
-            assert wait_for_port(HOST, port, 30.0, proc), log.read_text()[-3000:]
+    with sanlab_serving(config, ports, tmp_path / "target.log", "--socket", str(sock), host=HOST, api=True):
         out = asyncio.run(asyncio.wait_for(scenario(sock, ports, tmp_path / "state"), 240))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
     # pr show
     code, text, err = out["show"]
     assert code == 0, err

@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,14 +300,20 @@ def write_native_config(
 
 @contextmanager
 def sanlab_serving(
-    config: Path, port: int, log: Path, *extra: str, host: str = "127.0.0.1"
+    config: Path,
+    port: int | Sequence[int],
+    log: Path,
+    *extra: str,
+    host: str = "127.0.0.1",
+    api: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`sanlab target serve --config CONFIG --no-api EXTRA...` (output appended to `log`, so restarts keep one
-    log), yielded once it accepts on `host:port`; SIGTERM (then SIGKILL) when the block ends unless it has
-    already exited (a test may kill it itself)."""
-    proc = spawn_logged(sanlab_command(config, "--no-api", *extra), log, append=True)
+    """`sanlab target serve --config CONFIG [--no-api] EXTRA...` (output appended to `log`, so restarts keep one
+    log), yielded once it accepts on `host` at every port; SIGTERM (then SIGKILL) when the block ends unless it
+    has already exited (a test may kill it itself). `api`: keep the management API (e.g. EXTRA = --socket S)."""
+    ports = [port] if isinstance(port, int) else list(port)
+    proc = spawn_logged(sanlab_command(config, *(() if api else ("--no-api",)), *extra), log, append=True)
     try:
-        _wait_ready(proc, [(host, port)], log, "sanlab target")
+        _wait_ready(proc, [(host, p) for p in ports], log, "sanlab target")
         yield proc
     finally:
         stop_process(proc, timeout_s=STOP_TIMEOUT_S, log=log, tag="harness")
