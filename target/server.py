@@ -54,7 +54,7 @@ from target.pdu import codec
 from target.pdu.framing import FramingError, PduReader
 from target.pdu.pdus import Opcode
 from target.runtime import Runtime, build_runtime
-from target.scsi.command import ScsiResult, ScsiStatus
+from target.scsi.command import LunAccess, ScsiResult, ScsiStatus
 
 log = logging.getLogger("target.server")
 
@@ -704,7 +704,6 @@ class TargetServer:
         if execute_direct is None or session.discovery:
             return None
         nexus = session.nexus
-        stats = link.stats
         clock = time.perf_counter
 
         def direct(
@@ -715,14 +714,9 @@ class TargetServer:
                 return None
             started = clock()
             result: bytes | bytearray | bool | None = execute_direct(nexus, access, cdb, itt, edtl, data)
-            if result is None:
-                return None
-            elapsed = clock() - started
-            n_in, n_out = (0, edtl) if data is not None else (edtl, 0)
-            stats.command(n_in, n_out, False, elapsed)
-            lu_stats = getattr(access.lu, "io_stats", None)
-            if lu_stats is not None:
-                lu_stats.command(n_in, n_out, False, elapsed)
+            if result is not None:
+                n_in, n_out = (0, edtl) if data is not None else (edtl, 0)
+                _count(link, access, n_in, n_out, False, clock() - started)
             return result
 
         return direct
@@ -740,15 +734,14 @@ class TargetServer:
         except Exception:
             conn.log.with_logger(log).exception("SCSI layer failed", extra={"itt": event.task.itt})
             result = ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_INTERNAL_FAILURE)
-        # counters: plain increments on the connection's and the LU's IoStats
-        elapsed = time.perf_counter() - started
-        n_in, n_out = len(result.data_in), len(request.data_out)
-        error = result.status != ScsiStatus.GOOD
-        link.stats.command(n_in, n_out, error, elapsed)
-        access = request.lun_map.get(request.lun)
-        lu_stats = getattr(access.lu, "io_stats", None) if access is not None else None
-        if lu_stats is not None:
-            lu_stats.command(n_in, n_out, error, elapsed)
+        _count(
+            link,
+            request.lun_map.get(request.lun),
+            len(result.data_in),
+            len(request.data_out),
+            result.status != ScsiStatus.GOOD,
+            time.perf_counter() - started,
+        )
         conn.command_complete(event.task, result)
         if not link.closing and link.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             with contextlib.suppress(ConnectionError, OSError):
@@ -764,6 +757,14 @@ class TargetServer:
             await asyncio.sleep(0)
             for s in list(self.rt.sessions):
                 s.close("target cold reset")
+
+
+def _count(link: _Link, access: LunAccess | None, n_in: int, n_out: int, error: bool, seconds: float) -> None:
+    """Command counters: plain increments on the connection's and the LU's IoStats."""
+    link.stats.command(n_in, n_out, error, seconds)
+    lu_stats = getattr(access.lu, "io_stats", None) if access is not None else None
+    if lu_stats is not None:
+        lu_stats.command(n_in, n_out, error, seconds)
 
 
 @dataclass

@@ -277,11 +277,10 @@ def run_tgtd(
     ready_timeout_s: float = READY_TIMEOUT_S,
     tag: str = "bench",
     log_success: bool = False,
-    graceful_stop: bool = False,
 ) -> Iterator[Tgtd]:
     """`tgtd -f` with its first portal on `host:port` (output into `log`), yielded once it accepts connections.
-    When the context ends tgtd is killed outright (it ignores SIGTERM), or with `graceful_stop` first asked to
-    shut down through `tgtadm --mode system --op delete`."""
+    When the context ends tgtd is killed outright: it ignores SIGTERM, and Debian 12's tgtadm answers
+    `--mode system --op delete` (with or without --force) with "invalid request"."""
     if shutil.which("tgtd") is None:
         raise TargetStartError("tgtd is not installed: run scripts/setup-host.sh (Debian package tgt)")
     control_port = tgtd_control_port(port)
@@ -292,15 +291,7 @@ def run_tgtd(
             raise TargetStartError(f"tgtd not accepting on {host}:{port}; log:\n{_tail(log)}")
         yield tgtd
     finally:
-        if graceful_stop and proc.poll() is None:
-            try:
-                tgtd.adm("--mode", "system", "--op", "delete")
-                proc.wait(timeout=5)
-            except (TargetStartError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT_S)
-        else:
-            stop_process(proc, signal.SIGKILL)
+        stop_process(proc, signal.SIGKILL)
 
 
 @contextmanager

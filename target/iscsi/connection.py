@@ -175,7 +175,7 @@ class ParamsChanged:
 class SendWire:
     """Encoded PDU bytes for the socket (the direct path), digests included."""
 
-    parts: tuple[bytes | bytearray | memoryview, ...]
+    parts: list[bytes | bytearray | memoryview]
 
 
 Event = SendPdu | SendWire | ExecuteCommand | RunTaskManagement | CloseConnection | ParamsChanged
@@ -239,8 +239,10 @@ class Connection:
         self._last_rx = now
         self._ping_ttt: int | None = None
         self._ping_sent = 0.0
-        #: the direct READ/WRITE hook (set by the edge on connections without digests)
+        #: the direct READ/WRITE hook (set by the edge)
         self.direct: DirectIo | None = None
+        #: the SCSI Command being received was offered to the direct path and refused (its task does not try again)
+        self._direct_refused = False
         #: (header digest, data digest) of this connection, for what the direct path encodes itself
         self.wire_digests = (False, False)
         self._luns: dict[int, int] = {}  # LUN field -> LUN, for the direct path (bounded)
@@ -262,8 +264,13 @@ class Connection:
         if now is not None:
             self._last_rx = now
         self._ping_ttt = None
-        if raw.bhs[0] == 0x01 and self.direct is not None and self._direct_command(raw):
-            return
+        refused = False
+        if raw.bhs[0] == 0x01 and self.direct is not None:
+            answered = self._direct_command(raw)
+            if answered:
+                return
+            refused = answered is None
+        self._direct_refused = refused
         self._current_bhs = bytes(raw.bhs)
         try:
             # a target opcode sent by the initiator is a protocol error (RFC 7143 11.2.1.2)
@@ -289,6 +296,7 @@ class Connection:
             self._last_rx = now
         self._ping_ttt = None
         self._current_bhs = None
+        self._direct_refused = False
         self._dispatch(pdu)
 
     def tick(self, now: float) -> None:
@@ -515,6 +523,7 @@ class Connection:
             expected_data_length=cmd.expected_data_length,
             bidi_read_length=cmd.bidi_read_length,
             limits=lim,
+            direct_refused=self._direct_refused,
         )
         wlen = task.write_length
         if wlen > self.settings.max_transfer:
@@ -542,8 +551,9 @@ class Connection:
         if not self._submit(cmd, task, cmd.cmdsn, cmd.immediate):  # a duplicate CmdSN
             self._drop_task(task)
 
-    def _direct_command(self, raw: RawPdu) -> bool:
-        """The direct path (module docstring): True when the command was answered, False when nothing was done."""
+    def _direct_command(self, raw: RawPdu) -> bool | None:
+        """The direct path (module docstring): True when the command was answered; False when it is not one the
+        direct path takes; None when the SCSI layer refused it (then its task does not offer it again)."""
         fields = codec.SCSI_COMMAND_BHS.unpack_from(raw.bhs)
         _, flags, _, length_word, lun_field, itt, edtl, cmdsn, _, cdb = fields
         lim = self.limits
@@ -586,29 +596,21 @@ class Connection:
         assert self.direct is not None
         result = self.direct(lun, cdb, itt, edtl, data)
         if result is None:
-            return False
+            return None
         if log.isEnabledFor(logging.DEBUG):
             self.log.debug("execute lun=%d cdb=%s (direct)", lun, cdb[:1].hex(), extra={"itt": itt})
         window.pass_through(cmdsn)
-        statsn = self.statsn
-        self.statsn = (statsn + 1) & 0xFFFFFFFF
-        hd, dd = self.wire_digests
-        if result is True:
+        statsn = self._next_statsn()
+        data_in: bytes | bytearray = b""
+        if isinstance(result, bool):  # a write, done
             header = codec.good_scsi_response(itt, statsn, window.exp_cmdsn, window.max_cmdsn)
-            if hd:
-                self._emit(SendWire(tuple(codec.wire_segments(header, header_digest=True))))
-            else:
-                self._emit(SendWire((header,)))
         else:
-            assert not isinstance(result, bool)
-            n = len(result)
-            header = codec.data_in_with_status(itt, lun_field, statsn, window.exp_cmdsn, window.max_cmdsn, n)
-            if hd or dd or n & 3:
-                self._emit(
-                    SendWire(tuple(codec.wire_segments(header, result, header_digest=hd, data_digest=dd)))
-                )
-            else:
-                self._emit(SendWire((header, result)))
+            header = codec.data_in_with_status(
+                itt, lun_field, statsn, window.exp_cmdsn, window.max_cmdsn, len(result)
+            )
+            data_in = result
+        hd, dd = self.wire_digests
+        self._emit(SendWire(codec.wire_segments(header, data_in, header_digest=hd, data_digest=dd)))
         return True
 
     def _send_r2ts(self, task: Task) -> None:
@@ -643,9 +645,14 @@ class Connection:
             return
         if not task.all_data_in:
             return
-        if self.direct is not None and task.attr is TaskAttr.SIMPLE and task.read != task.write:
-            # a command the receive-time shortcut could not take (solicited data, several Data-In, out of
-            # CmdSN order): the direct path still applies once it is due and its data is in
+        if (
+            self.direct is not None
+            and not task.direct_refused
+            and task.attr is TaskAttr.SIMPLE
+            and task.read != task.write
+        ):
+            # a command the receive-time check could not take (solicited data, several Data-In, out of CmdSN
+            # order): the direct path still applies once it is due and its data is in
             result = self.direct(
                 task.lun,
                 task.cdb,

@@ -130,6 +130,8 @@ class Task:
     delivered: bool = False  # its CmdSN turn has come (always True for immediate commands)
     #: a response the transport already decided on (e.g. CHECK CONDITION for a too-large transfer)
     early_status: tuple[ScsiStatus, bytes] | None = None
+    #: the direct READ/WRITE path was offered this command on arrival and refused it (not offered again)
+    direct_refused: bool = False
 
     # ----------------------------------------------------------------------------------------- set-up
 

@@ -430,9 +430,9 @@ def wire_segments(
 ) -> list[bytes | bytearray | memoryview]:
     """The wire segments of an encoded BHS (+ AHS) and its data segment: header (+ header digest), data (not
     copied), padding (+ data digest)."""
-    if header_digest:
-        header = bytes(header) + digest.digest_bytes(header)
     hdr = bytes(header)
+    if header_digest:
+        hdr += digest.digest_bytes(hdr)
     dlen = len(data)
     if not dlen:
         return [hdr]

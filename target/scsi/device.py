@@ -223,6 +223,11 @@ class AluaProvider(Protocol):
         """The command passed the gate: count it; returns seconds to wait first (non-optimized delay)."""
         ...
 
+    def direct_group(self, nexus: Nexus) -> Any | None:
+        """The nexus' port group (with a `media_commands` counter) when a media access through it needs nothing
+        but counting, else None (target.scsi.sbc.direct)."""
+        ...
+
 
 class LogicalUnit:
     def __init__(

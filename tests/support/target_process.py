@@ -237,7 +237,6 @@ def _start_tgtd(spec: TargetSpec, workdir: Path) -> Iterator[RunningTarget]:
         ready_timeout_s=READY_TIMEOUT_S,
         tag="harness",
         log_success=True,
-        graceful_stop=True,
     ) as tgtd:
         for ip, extra_port in spec.portals[1:]:
             tgtd.add_portal(ip, extra_port)

@@ -372,3 +372,33 @@ def test_the_wire_is_the_same_with_and_without_the_direct_path(
     statuses = [r[0] for r in with_direct if r[0] != "tmf"]
     assert 30 <= taken < len(statuses)
     assert any(s == ScsiStatus.CHECK_CONDITION for s in statuses)
+
+
+def test_a_refused_command_is_offered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused on arrival (here: a unit attention is pending), the command goes the general way without a second
+    offer when it is due; the next one is direct again."""
+    offers: list[bool] = []
+    real = direct.execute
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        result = real(*args, **kw)
+        offers.append(result is not None)
+        return result
+
+    monkeypatch.setattr(direct, "execute", spy)
+
+    async def main() -> None:
+        port = free_port()
+        async with running(simple_config(port)):
+            ini = await login("127.0.0.1", port)
+            assert await ini.tmf(5) == 0  # LOGICAL UNIT RESET: 29h pending for this nexus
+            offers.clear()
+            first = await ini.read(0, 8)
+            assert first.status == ScsiStatus.CHECK_CONDITION and first.sense[12] == 0x29
+            assert offers == [False]
+            second = await ini.read(0, 8)
+            assert second.status == ScsiStatus.GOOD and offers == [False, True]
+            await ini.logout()
+            await ini.close()
+
+    asyncio.run(main())

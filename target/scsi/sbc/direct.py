@@ -40,20 +40,23 @@ from typing import TYPE_CHECKING
 from target.backstore.base import BackstoreError
 from target.scsi.command import Nexus
 from target.scsi.sbc import common
+from target.scsi.sbc.read_write import RwOpcode, max_transfer_blocks
 
 if TYPE_CHECKING:
     from target.scsi.device import LogicalUnit
 
-READ_10 = 0x28
-WRITE_10 = 0x2A
-READ_16 = 0x88
-WRITE_16 = 0x8A
 #: opcodes taken here: True for writes
-OPCODES = {READ_10: False, WRITE_10: True, READ_16: False, WRITE_16: True}
+OPCODES: dict[int, bool] = {
+    RwOpcode.READ_10: False,
+    RwOpcode.WRITE_10: True,
+    RwOpcode.READ_16: False,
+    RwOpcode.WRITE_16: True,
+}
 
 
 def decode(cdb: bytes) -> tuple[bool, int, int] | None:
-    """(write, lba, blocks) of a READ/WRITE(10/16) CDB with nothing but LBA and TRANSFER LENGTH set, else None."""
+    """(write, lba, blocks) of a READ/WRITE(10/16) CDB with nothing but LBA and TRANSFER LENGTH set, else None
+    (`read_write.decode_rw` decodes every form; this is the cheaper check-and-decode of the two it takes)."""
     op = cdb[0]
     write = OPCODES.get(op)
     if write is None or cdb[1]:
@@ -88,22 +91,20 @@ def execute(
     backstore = lu.backstore
     bs = backstore.block_size
     length = blocks * bs
-    if length != expected_length or lba + blocks > backstore.size // bs:
-        return None
-    if length > common.MAX_TRANSFER_BYTES or blocks > lu.attrs.hw_max_sectors:
+    if (
+        length != expected_length
+        or lba + blocks > backstore.size // bs
+        or blocks > max_transfer_blocks(bs, lu.attrs.hw_max_sectors)
+    ):
         return None
     # the gates, each as "would let it through"
     if lu.aca.faulted is not None or not lu.task_set.enables_simple(nexus, tag) or not lu.ua.quiet(nexus):
         return None
     if not lu.reservations.unrestricted(nexus):
         return None
-    alua = lu.alua
     group = None
-    if alua is not None:
-        fast = getattr(alua, "direct_group", None)
-        if fast is None:
-            return None
-        group = fast(nexus)
+    if lu.alua is not None:
+        group = lu.alua.direct_group(nexus)
         if group is None:
             return None
     try:

@@ -85,15 +85,20 @@ def data_out_length(ctx: CommandContext) -> int:
     return ctx.request.expected_out_length or len(ctx.request.data_out)
 
 
+def max_transfer_blocks(block_size: int, hw_max_sectors: int) -> int:
+    """MAXIMUM TRANSFER LENGTH in blocks (SBC-3 6.5.3, `common.block_limits(lu).max_transfer_length`) from the
+    block size and the LU's hw_max_sectors, without building the whole BlockLimits per command (the hot path)."""
+    return max(1, min(hw_max_sectors, common.MAX_TRANSFER_BYTES // block_size))
+
+
 def _check_transfer_length(lu: object, nblocks: int, byte: int) -> None:
-    """`common.check_transfer_length` without building the whole BlockLimits per command (the hot path): the
-    same MAXIMUM TRANSFER LENGTH (SBC-3 6.5.3, `common.block_limits(lu).max_transfer_length`)."""
-    bs = common.block_size(lu)
-    cap = common.MAX_TRANSFER_BYTES // bs
-    if nblocks <= 1 and cap >= 1:
-        return  # the limit is at least one block
-    if nblocks > max(1, min(common.attr(lu, "hw_max_sectors", cap), cap)):
-        raise CheckCondition.invalid_cdb(byte)
+    """`common.check_transfer_length` on the hot path (see `max_transfer_blocks`)."""
+    if nblocks > 1:  # the limit is at least one block
+        bs = common.block_size(lu)
+        if nblocks > max_transfer_blocks(
+            bs, common.attr(lu, "hw_max_sectors", common.MAX_TRANSFER_BYTES // bs)
+        ):
+            raise CheckCondition.invalid_cdb(byte)
 
 
 # --- handlers ------------------------------------------------------------------------------------------------
